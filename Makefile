@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` runs the main job offline at small scale, `make test` runs
+# the tests. Both create .venv (with the pinned versions of constraints.txt) when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_STEPS ?= 1000
+DEMO_SEEDS ?= 5
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m l2o eval --task mnist_mlp --optimizer adam:lr=1e-3 --optimizer sgd:lr=0.1 \
+		--optimizer rmsprop:lr=1e-3 --tune adam --steps $(DEMO_STEPS) --seeds $(DEMO_SEEDS)
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,94 @@
+"""Optimizers by name: ``OptimizerSpec.parse("sgd:lr=0.1,momentum=0.9")`` → a factory over parameters.
+
+Names: ``adam``, ``adamw``, ``sgd``, ``sgdm`` (SGD with momentum 0.9 unless given), ``rmsprop``, plus
+``module.path:ClassName`` for any ``torch.optim.Optimizer`` subclass importable by the user. Values are
+numbers, booleans, or tuples written with ``/`` (``betas=0.9/0.99``); anything else stays a string.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+_BUILTIN: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
+    "adam": (torch.optim.Adam, {"lr": 1e-3}),
+    "adamw": (torch.optim.AdamW, {"lr": 1e-3}),
+    "sgd": (torch.optim.SGD, {"lr": 0.1}),
+    "sgdm": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
+    "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3}),
+}
+OPTIMIZER_NAMES = tuple(_BUILTIN)
+
+
+def parse_value(text: str) -> Any:
+    """A setting from text: int, float, bool, a /-separated tuple, else the string itself."""
+    text = text.strip()
+    if "/" in text:
+        return tuple(parse_value(t) for t in text.split("/"))
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            v = cast(text)
+        except ValueError:
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"optimizer setting must be finite, got {text!r}")
+        return v
+    return text
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer class plus keyword arguments, and the label it carries in results."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> "OptimizerSpec":
+        name, _, rest = text.strip().partition(":")
+        if "." in name and rest and "=" not in rest.split(",")[0]:  # module.path:ClassName[,k=v...]
+            cls_name, _, rest = rest.partition(",")
+            name = f"{name}:{cls_name}"
+        kwargs = {}
+        for item in filter(None, (s.strip() for s in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip().isidentifier():
+                raise ValueError(f"bad optimizer setting {item!r} in {text!r}; expected key=value")
+            kwargs[key.strip()] = parse_value(value)
+        spec = cls(name, kwargs)
+        spec.resolve()  # fail now, not mid-run
+        return spec
+
+    def resolve(self) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
+        if self.name in _BUILTIN:
+            opt_cls, defaults = _BUILTIN[self.name]
+            return opt_cls, {**defaults, **self.kwargs}
+        module, colon, cls_name = self.name.partition(":")
+        if not colon:
+            raise ValueError(f"unknown optimizer {self.name!r}; expected one of {', '.join(OPTIMIZER_NAMES)} "
+                             "or module.path:ClassName")
+        opt_cls = getattr(importlib.import_module(module), cls_name)
+        if not (isinstance(opt_cls, type) and issubclass(opt_cls, torch.optim.Optimizer)):
+            raise ValueError(f"{self.name} is not a torch.optim.Optimizer subclass")
+        return opt_cls, dict(self.kwargs)
+
+    def build(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+        opt_cls, kwargs = self.resolve()
+        return opt_cls(params, **kwargs)
+
+    def with_(self, **kwargs: Any) -> "OptimizerSpec":
+        return OptimizerSpec(self.name, {**self.kwargs, **kwargs})
+
+    @property
+    def label(self) -> str:
+        _, kwargs = self.resolve()
+        settings = ",".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
+        return f"{self.name}({settings})"

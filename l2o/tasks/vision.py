@@ -1,0 +1,106 @@
+"""Image-classification optimizees: MLPs, the paper's small CNN, CIFAR-style ResNets and MobileNetV2.
+
+Each is an ``nn.Module`` used only as a template: parameters live in plain dicts and the loss is
+``torch.func.functional_call``. ``init(seed)`` re-draws the weights of every linear and convolutional
+layer, either N(0, init_std²) (the paper's optimizee sampling) or, with ``init_std=None``, PyTorch's
+default initialisation; normalisation layers keep gamma = 1, beta = 0 and their running statistics are
+never overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from l2o.tasks.base import Params, Task, check_split
+from l2o.tasks.data import ImageBatches, load_dataset
+
+ARCHS = ("mlp", "cnn", "resnet18", "resnet50", "mobilenet_v2")
+_SHAPES = {"mnist": (1, 28, 28, 10), "cifar10": (3, 32, 32, 10), "cifar100": (3, 32, 32, 100)}
+
+
+@dataclass(frozen=True)
+class ImageTaskConfig:
+    arch: str = "mlp"  # one of ARCHS
+    dataset: str = "mnist"  # mnist | cifar10 | cifar100
+    classes: int | None = None  # keep only labels < classes (5 on CIFAR-10 = the paper's "CIFAR-half")
+    batch_size: int = 128  # minibatch size of every split
+    hidden: tuple[int, ...] = (30, 20)  # MLP hidden widths (ReLU between them)
+    init_std: float | None = 0.01  # N(0, init_std^2) weights; None = PyTorch default init
+    data_root: str | None = None  # None: $L2O_DATA, else ~/.l2o/data
+    download: bool | None = None  # None: $L2O_DOWNLOAD, default on
+
+
+def build_module(cfg: ImageTaskConfig) -> nn.Module:
+    """The template module for ``cfg`` (CIFAR-style stems: 3x3 stride-1 first conv, no max-pool)."""
+    import torchvision
+
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"unknown architecture {cfg.arch!r}; expected one of {', '.join(ARCHS)}")
+    if cfg.dataset not in _SHAPES:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {', '.join(_SHAPES)}")
+    channels, height, width, n_classes = _SHAPES[cfg.dataset]
+    n_classes = cfg.classes or n_classes
+    if cfg.arch == "mlp":
+        layers: list[nn.Module] = [nn.Flatten()]
+        widths = [channels * height * width, *cfg.hidden]
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Linear(widths[-1], n_classes))
+    if cfg.arch == "cnn":  # the paper's Conv-MNIST / Conv-CIFAR optimizee
+        return nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * (height // 4) * (width // 4), n_classes),
+        )
+    if cfg.arch in ("resnet18", "resnet50"):
+        model = getattr(torchvision.models, cfg.arch)(num_classes=n_classes)
+        model.conv1 = nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+        return model
+    model = torchvision.models.mobilenet_v2(num_classes=n_classes)
+    model.features[0][0] = nn.Conv2d(channels, 32, 3, stride=1, padding=1, bias=False)
+    return model
+
+
+class ImageTask(Task):
+    """Cross-entropy training of an image classifier, parameters passed functionally."""
+
+    def __init__(self, name: str, config: ImageTaskConfig, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        super().__init__(device, dtype)
+        self.name, self.config = name, config
+        self.module = build_module(config).to(device=self.device, dtype=dtype).train()
+
+    def init(self, seed: int) -> Params:
+        std = self.config.init_std
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in self.module.modules():
+                if isinstance(m, (nn.Linear, nn.Conv2d)):
+                    if std is None:
+                        m.reset_parameters()
+                    else:
+                        for p in m.parameters(recurse=False):
+                            p.data.normal_(0.0, std)
+        return {k: v.detach().clone() for k, v in self.module.named_parameters()}
+
+    def loss(self, params: Params, batch: Any) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.cross_entropy(functional_call(self.module, params, (x,)), y)
+
+    def batches(self, split: str, seed: int) -> Iterator[Any]:
+        check_split(split)
+        cfg = self.config
+        data = load_dataset(cfg.dataset, cfg.data_root, cfg.download)
+        return iter(ImageBatches(data, split, cfg.batch_size, seed, classes=cfg.classes,
+                                 device=self.device, dtype=self.dtype))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), **dataclasses.asdict(self.config)}
