@@ -34,7 +34,7 @@ def _task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", help="never try to download datasets")
 
 
-def _build_task(args: argparse.Namespace):
+def build_task(args: argparse.Namespace):
     import torch
 
     from l2o.eval.optimizers import parse_value
@@ -80,7 +80,7 @@ def run_eval(args: argparse.Namespace) -> int:
     specs = [OptimizerSpec.parse(s) for s in (args.optimizer or ["adam", "sgd", "rmsprop"])]
     tuned = [OptimizerSpec.parse(s) for s in args.tune]
     lrs = [float(x) for x in args.lr_grid.split(",") if x.strip()]
-    task = _build_task(args)
+    task = build_task(args)
     out = Path(args.out) if args.out else (
         storage_root(args.storage) / "eval" / f"{task.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
     out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2o", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_eval(sub)
+    from l2o.meta.cli import add_meta_train
+
+    add_meta_train(sub, _common, _task_args)
     return parser
 
 

@@ -1,8 +1,8 @@
 """Optimizers by name: ``OptimizerSpec.parse("sgd:lr=0.1,momentum=0.9")`` → a factory over parameters.
 
 Names: ``adam``, ``adamw``, ``sgd``, ``sgdm`` (SGD with momentum 0.9 unless given), ``rmsprop``, plus
-``module.path:ClassName`` for any ``torch.optim.Optimizer`` subclass importable by the user. Values are
-numbers, booleans, or tuples written with ``/`` (``betas=0.9/0.99``); anything else stays a string.
+``lstm`` (a meta-trained LSTM: ``lstm:checkpoint=PATH``), and ``module.path:ClassName`` for any ``torch.optim.Optimizer`` subclass importable by the user. Values are
+numbers, booleans, or tuples of numbers written with ``/`` (``betas=0.9/0.99``); anything else stays a string.
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ _BUILTIN: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "sgdm": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
     "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3}),
 }
-OPTIMIZER_NAMES = tuple(_BUILTIN)
+OPTIMIZER_NAMES = (*_BUILTIN, "lstm")
 
 
 def parse_value(text: str) -> Any:
     """A setting from text: int, float, bool, a /-separated tuple, else the string itself."""
     text = text.strip()
-    if "/" in text:
-        return tuple(parse_value(t) for t in text.split("/"))
+    if "/" in text:  # a tuple of numbers (betas=0.9/0.99); anything else with "/" is a path
+        parts = tuple(parse_value(t) for t in text.split("/"))
+        if all(isinstance(v, (int, float)) for v in parts):
+            return parts
+        return text
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -71,6 +74,12 @@ class OptimizerSpec:
         if self.name in _BUILTIN:
             opt_cls, defaults = _BUILTIN[self.name]
             return opt_cls, {**defaults, **self.kwargs}
+        if self.name == "lstm":
+            from l2o.optim import LSTMOptimizer
+
+            if "checkpoint" not in self.kwargs:
+                raise ValueError("the lstm optimizer needs checkpoint=PATH (a file written by l2o meta-train)")
+            return LSTMOptimizer, dict(self.kwargs)
         module, colon, cls_name = self.name.partition(":")
         if not colon:
             raise ValueError(f"unknown optimizer {self.name!r}; expected one of {', '.join(OPTIMIZER_NAMES)} "

@@ -1,0 +1,80 @@
+"""Meta-training throughput: seconds per unroll of 20 steps on the MNIST MLP (batch 128).
+
+Measures ``MetaTrainer`` windows for RP (at the yardstick's sizes: Linear(2→20)+ELU, 2 LSTM layers of
+20, which are also RP's defaults), RP_si and DM at their defaults, and runs the fixed naive yardstick
+(``../shared/reference/naive_rp_meta.py`` by default) in the same run for the ratio.
+
+    python benchmarks/meta_train_speed.py [--threads 1] [--device cpu|cuda] [--reps 5]
+
+Prints a table; the last line is one JSON object with ``rp_2x20_seconds_per_unroll``,
+``naive_seconds_per_unroll`` (null without the yardstick) and ``speedup_vs_naive``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from l2o.learned import CoordinateLSTM, lstm_config
+from l2o.meta import MetaTrainConfig, MetaTrainer
+from l2o.tasks import make_task
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_NAIVE = ROOT.parent / "shared" / "reference" / "naive_rp_meta.py"
+
+
+def seconds_per_unroll(model: str, device: str, reps: int, unroll: int = 20) -> float:
+    task = make_task("mnist_mlp", device=device, batch_size=128)
+    torch.manual_seed(0)
+    l2o = CoordinateLSTM(lstm_config(model)).to(device)
+    trainer = MetaTrainer(l2o, task, MetaTrainConfig(unroll=unroll, grad_clip=1.0))
+    trainer.train_epoch(0, horizon=unroll)  # warm-up: data on device, allocator, kernels
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    trainer.train_epoch(1, horizon=unroll * reps)
+    sync()
+    return (time.perf_counter() - t0) / reps
+
+
+def naive_seconds(path: Path, threads: int, device: str, reps: int) -> float | None:
+    if not path.exists():
+        return None
+    out = subprocess.run([sys.executable, str(path), "--threads", str(threads), "--device", device,
+                          "--reps", str(reps)], capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["seconds_per_unroll"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    ap.add_argument("--reps", type=int, default=5, help="unrolls timed per model (default: 5)")
+    ap.add_argument("--naive", type=Path, default=DEFAULT_NAIVE, help="the yardstick script")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    naive = naive_seconds(args.naive, args.threads, args.device, max(3, args.reps // 2))
+    rows = [(m, seconds_per_unroll(m, args.device, args.reps)) for m in ("rp", "rp_si", "dm")]
+    print(f"device={args.device} threads={args.threads} torch={torch.__version__}")
+    print(f"{'optimizer':<28} {'s/unroll':>10} {'speedup vs naive':>18}")
+    if naive is not None:
+        print(f"{'naive RP 2x20 (yardstick)':<28} {naive:>10.4f} {1.0:>18.2f}")
+    names = {"rp": "rp 2x20 (yardstick sizes)", "rp_si": "rp_si 2x20 (default)", "dm": "dm 2x20 (default)"}
+    for model, sec in rows:
+        ratio = f"{naive / sec:.2f}" if naive else "n/a"
+        print(f"{names[model]:<28} {sec:>10.4f} {ratio:>18}")
+    rp = dict(rows)["rp"]
+    print(json.dumps({"device": args.device, "threads": args.threads, "rp_2x20_seconds_per_unroll": rp,
+                      "rp_si_seconds_per_unroll": dict(rows)["rp_si"], "dm_seconds_per_unroll": dict(rows)["dm"],
+                      "naive_seconds_per_unroll": naive, "speedup_vs_naive": naive / rp if naive else None}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Coordinatewise LSTM optimizers: DM (Andrychowicz et al. 2016), RP (RNNprop, Lv et al. 2017), RP_si.
+
+Every coordinate of every optimizee tensor is one row of a single batch (N rows). Per step:
+
+    DM:     x = LogAndSign(g)                     (N, 2)
+    RP:     x = ELU(W₀ · features + b₀)           (N, pre)     features: mt, gt (+ optional tokens)
+    RP_si:  as RP on (mt, gt, m_p3)
+    hˡ, cˡ = LSTM cell ˡ(x or hˡ⁻¹, hˡ, cˡ)       gates of each cell from one matmul of [input, h]
+    out   = w · h^L + b
+    update = 0.01 · out (DM)   or   0.01 · tanh(s · out) (RP, RP_si; s = 1 or a learned scale)
+
+The update is added to the parameters (its sign is learned). ``step`` is pure: it takes and returns an
+explicit ``LSTMState``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from l2o.learned.cell import lstm_cell
+from l2o.learned.features import FeatureExtractor, FeatureState, log_and_sign
+from l2o.meta.interface import LearnedOptimizer
+
+MODELS = ("dm", "rp", "rp_si")
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    model: str = "rp"  # dm | rp | rp_si (sets the defaults below through ``lstm_config``)
+    features: tuple[str, ...] = ("mt", "gt")  # inputs (l2o.learned.features.FEATURES); DM uses ("g",)
+    preprocess: str = "elu_linear"  # "elu_linear" (RP) or "log_and_sign" (DM)
+    pre_hidden: int = 20  # width of the ELU pre-layer (RP)
+    hidden: tuple[int, ...] = (20, 20)  # LSTM stack widths
+    output_scale: float = 0.01  # update = output_scale · (tanh(s · out) or out)
+    tanh: bool = True  # squash the output (RP) or not (DM)
+    learned_scale: bool = False  # learn s in tanh(s · out), initialised at 1
+    beta: float = 0.95  # RNNprop's moment decay
+    eps: float = 1e-8  # denominators
+    log_sign_k: float = 5.0  # DM's LogAndSign k
+
+
+_PRESETS = {
+    "dm": dict(features=("g",), preprocess="log_and_sign", tanh=False),
+    "rp": dict(features=("mt", "gt")),
+    "rp_si": dict(features=("mt", "gt", "m_p3")),
+}
+
+
+def lstm_config(model: str = "rp", **overrides: Any) -> LSTMConfig:
+    """The config of ``model`` with the paper's defaults, fields replaced by ``overrides``."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    for key in ("features", "hidden"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
+    return LSTMConfig(**{**_PRESETS[model], **overrides, "model": model})
+
+
+class LSTMState(NamedTuple):
+    features: FeatureState
+    hidden: tuple[torch.Tensor, ...]  # (h¹, c¹, h², c², …), each (width, N): feature-major
+
+
+class CoordinateLSTM(LearnedOptimizer):
+    """A coordinatewise LSTM optimizer (DM, RP or RP_si, by config)."""
+
+    def __init__(self, config: LSTMConfig):
+        super().__init__()
+        if config.preprocess not in ("elu_linear", "log_and_sign"):
+            raise ValueError(f"unknown preprocess {config.preprocess!r}")
+        if not config.hidden or min(config.hidden) < 1:
+            raise ValueError(f"hidden must be positive widths, got {config.hidden}")
+        if config.preprocess == "log_and_sign" and config.features != ("g",):
+            raise ValueError("log_and_sign preprocessing reads the raw gradient only: features=('g',)")
+        self.config = config
+        self.extractor = FeatureExtractor(config.features, config.beta, config.eps)
+        if config.preprocess == "elu_linear":
+            self.pre = nn.Linear(len(config.features), config.pre_hidden)
+            width = config.pre_hidden
+        else:
+            self.pre, width = None, 2
+        # One (4·hidden, input + hidden) matrix per cell, gate rows ordered [input, forget, output, cell].
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for h in config.hidden:
+            bound = 1.0 / math.sqrt(h)
+            self.weights.append(nn.Parameter(torch.empty(4 * h, width + h).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(4 * h).uniform_(-bound, bound)))
+            width = h
+        self.out = nn.Linear(width, 1)
+        self.log_scale = nn.Parameter(torch.zeros(())) if config.learned_scale else None
+
+    def init_state(self, like: torch.Tensor) -> LSTMState:
+        n = like.shape[0]
+        hidden = []
+        for h in self.config.hidden:
+            z = torch.zeros(h, n, dtype=like.dtype, device=like.device)
+            hidden += [z, z.clone()]
+        return LSTMState(self.extractor.init(like), tuple(hidden))
+
+    def detach_state(self, state: LSTMState) -> LSTMState:
+        return LSTMState(state.features, tuple(t.detach() for t in state.hidden))
+
+    def inputs(self, g: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, FeatureState]:
+        """The network's inputs (features, N) for gradient ``g`` and the new feature state."""
+        if self.pre is None:
+            fstate = FeatureState(state.features.step + 1, *state.features[1:])
+            return log_and_sign(g, self.config.log_sign_k), fstate
+        return self.extractor.update(g, state.features)
+
+    def network(self, x: torch.Tensor, hidden: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Raw output (N,) and new hidden state from feature-major inputs ``x`` (features, N)."""
+        if self.pre is not None:
+            x = nn.functional.elu(torch.addmm(self.pre.bias[:, None], self.pre.weight, x))
+        new = []
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x, c = lstm_cell(x, hidden[2 * layer], hidden[2 * layer + 1], w, b)
+            new += [x, c]
+        return torch.addmm(self.out.bias[:, None], self.out.weight, x).squeeze(0), tuple(new)
+
+    def step(self, g: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
+        x, fstate = self.inputs(g, state)
+        out, hidden = self.network(x, state.hidden)
+        if self.config.tanh:
+            out = torch.tanh(out * self.log_scale.exp() if self.log_scale is not None else out)
+        return self.config.output_scale * out, LSTMState(fstate, hidden)
+
+    def state_floats_per_coordinate(self) -> int:
+        feats = self.extractor
+        return 2 * sum(self.config.hidden) + 1 + feats.needs_v + len(feats.ema_names) + len(feats.p_names)
+
+    def describe(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self.config), "num_weights": sum(p.numel() for p in self.parameters())}
+
+
+def build_lstm(config: LSTMConfig) -> CoordinateLSTM:
+    return CoordinateLSTM(config)

@@ -1,0 +1,233 @@
+"""Meta-training of a learned optimizer by truncated back-propagation through time.
+
+Each epoch samples a fresh optimizee (``task.init(seed)`` and the ``meta_train`` minibatch stream of the
+same seed) and runs ``epoch_len`` steps θ ← θ + u_t, u_t = L2O(g_t). Every ``unroll`` steps the window's
+meta-loss Σ_t L_t(θ_t) + L(θ_T) (the loss after the last update) is back-propagated into the L2O's
+weights, then the hidden state is detached. Optimizee gradients are detached (first-order), so
+dθ_s/dθ_t = I and the meta-gradient reaching update u_t is exactly Σ_{s>t} g_s — the gradients the
+unroll already computed. The trainer therefore back-propagates only through the L2O, with those sums as
+output gradients, and never through the optimizee a second time. L(θ_T) on the next minibatch is the
+first loss of the next window, so it is computed once.
+
+Options: random parameter scaling (Lv et al. 2017: the L2O optimises φ with θ = c ⊙ φ,
+c = exp(U(−r, r)) per coordinate), a curriculum over horizons, and imitation of an Adam teacher with
+probability ``imitation_prob`` per window (the window's objective becomes the mean squared distance of
+the L2O's steps to Adam's on the same gradients). A window whose losses or steps are not finite is
+skipped and counted; past ``max_bad_windows`` the run stops with ``BadWindowsError``.
+
+Everything random is drawn from generators seeded by (seed, epoch, window), so a resumed run repeats
+exactly what an uninterrupted one would have done.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from l2o.meta.flat import FlatParams, loss_and_grad
+from l2o.meta.interface import LearnedOptimizer
+from l2o.tasks import Task
+
+log = logging.getLogger(__name__)
+
+
+class BadWindowsError(RuntimeError):
+    """Too many unroll windows produced NaN or infinite losses or steps."""
+
+
+@dataclass(frozen=True)
+class MetaTrainConfig:
+    epochs: int = 100  # optimizees sampled in all (the run may stop earlier on patience)
+    epoch_len: int = 200  # optimizee steps per epoch when there is no curriculum
+    unroll: int = 20  # steps per truncated-BPTT window
+    meta_lr: float = 1e-3  # Adam learning rate of the L2O's weights
+    grad_clip: float = 1.0  # max global norm of the meta-gradient; 0 disables clipping
+    scale_range: float = 0.0  # random parameter scaling c = exp(U(-r, r)); 0 disables
+    curriculum: tuple[int, ...] = ()  # horizons, e.g. (100, 200, 500, 1000, 2000, 3000); () = epoch_len only
+    patience: int = 5  # evaluations without improvement before advancing the curriculum (or stopping)
+    eval_every: int = 5  # epochs between evaluations on the meta_valid split
+    eval_seeds: int = 3  # optimizees per evaluation
+    imitation_prob: float = 0.0  # probability that a window imitates the Adam teacher instead
+    teacher_lr: float = 1e-3  # the Adam teacher's learning rate
+    max_bad_windows: int = 20  # NaN/inf windows tolerated before the run stops
+    seed: int = 0  # root of every random draw
+
+    def __post_init__(self):
+        if self.unroll < 1 or self.epochs < 1 or self.epoch_len < 1:
+            raise ValueError("epochs, epoch_len and unroll must be >= 1")
+        if any(h < self.unroll for h in self.curriculum):
+            raise ValueError(f"every curriculum horizon must be >= unroll ({self.unroll})")
+        if not 0.0 <= self.imitation_prob <= 1.0:
+            raise ValueError(f"imitation_prob must be in [0, 1], got {self.imitation_prob}")
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        return tuple(self.curriculum) or (self.epoch_len,)
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; everything a checkpoint needs besides weights and optimizer state."""
+
+    epoch: int = 0  # epochs finished
+    level: int = 0  # index into config.horizons
+    best_eval: float = math.inf  # best evaluation loss at the current level
+    wait: int = 0  # evaluations since the last improvement
+    bad_windows: int = 0
+    done: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(1)[0])
+
+
+class MetaTrainer:
+    """Meta-trains ``l2o`` on ``task``; knows the L2O only through ``LearnedOptimizer``."""
+
+    def __init__(self, l2o: LearnedOptimizer, task: Task, config: MetaTrainConfig = MetaTrainConfig()):
+        self.l2o, self.task, self.config = l2o, task, config
+        self.meta_opt = torch.optim.Adam(l2o.parameters(), lr=config.meta_lr)
+        self.state = TrainState()
+        self.best_weights = copy.deepcopy(l2o.state_dict())
+        self.layout = FlatParams(task.init(0))
+
+    # -- one epoch --------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int, horizon: int) -> dict[str, float]:
+        cfg, task, layout = self.config, self.task, self.layout
+        seed = _seed(cfg.seed, epoch)
+        gen = torch.Generator().manual_seed(seed)
+        theta = layout.flatten(task.init(seed)).to(task.device, task.dtype)
+        scale = None
+        if cfg.scale_range > 0:
+            scale = torch.empty(layout.numel, dtype=torch.float64).uniform_(-cfg.scale_range, cfg.scale_range,
+                                                                             generator=gen).exp()
+            scale = scale.to(theta)
+        phi = theta / scale if scale is not None else theta
+        batches = task.batches("meta_train", seed)
+        state = self.l2o.init_state(phi)
+        teacher = (torch.zeros_like(phi), torch.zeros_like(phi), 0)
+        loss, grad = self._loss_grad(phi, scale, next(batches))
+        window_losses, skipped = [], 0
+        for window in range(horizon // cfg.unroll):
+            imitate = cfg.imitation_prob > 0 and torch.rand((), generator=gen).item() < cfg.imitation_prob
+            steps, grads, targets, losses = [], [], [], [loss]
+            for _ in range(cfg.unroll):
+                if imitate:
+                    teacher, target = self._teacher_step(grad, teacher)
+                    targets.append(target)
+                update, state = self.l2o.step(grad, state)
+                phi = phi + update.detach()
+                loss, grad = self._loss_grad(phi, scale, next(batches))
+                steps.append(update)
+                grads.append(grad)
+                losses.append(loss)
+            losses_t = torch.stack(losses)
+            finite = bool(torch.isfinite(losses_t).all()) and all(bool(torch.isfinite(u).all()) for u in steps)
+            if not finite:
+                self._bad_window(epoch, window)
+                skipped += 1
+                break  # the optimizee has left the rails: the rest of this epoch teaches nothing
+            if imitate:
+                n, s = float(phi.numel()), getattr(self.l2o.config, "output_scale", 1.0) or 1.0
+                out_grads = [2.0 * (u.detach() - a) / (n * s * s) for u, a in zip(steps, targets)]
+                meta_loss = sum(float(((u.detach() - a) ** 2).mean()) for u, a in zip(steps, targets)) / (s * s)
+            else:  # d(Σ L)/du_t = Σ_{s>t} g_s (first-order), as a reversed cumulative sum
+                out_grads = list(torch.stack(grads).flip(0).cumsum(0).flip(0).unbind(0))
+                meta_loss = float(losses_t.sum())
+            self.meta_opt.zero_grad(set_to_none=True)
+            torch.autograd.backward(steps, out_grads)
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.l2o.parameters(), cfg.grad_clip)
+            self.meta_opt.step()
+            state = self.l2o.detach_state(state)
+            if not imitate:
+                window_losses.append(meta_loss / (cfg.unroll + 1))
+        return {"epoch": epoch, "horizon": horizon, "meta_loss": float(np.mean(window_losses)) if window_losses
+                else math.nan, "final_loss": float(loss), "bad_windows": skipped}
+
+    def _loss_grad(self, phi, scale, batch):
+        theta = phi * scale if scale is not None else phi
+        loss, grad = loss_and_grad(self.task, self.layout, theta, batch)
+        return loss, (grad * scale if scale is not None else grad)
+
+    def _teacher_step(self, g, teacher, b1=0.9, b2=0.999, eps=1e-8):
+        m, v, t = teacher
+        t += 1
+        m = torch.lerp(g, m, b1)
+        v = torch.lerp(g * g, v, b2)
+        step = -self.config.teacher_lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+        return (m, v, t), step
+
+    def _bad_window(self, epoch: int, window: int) -> None:
+        self.state.bad_windows += 1
+        log.warning("epoch %d window %d: non-finite loss or step; window skipped (%d so far)",
+                    epoch, window, self.state.bad_windows)
+        if self.state.bad_windows > self.config.max_bad_windows:
+            raise BadWindowsError(
+                f"{self.state.bad_windows} unroll windows produced NaN/inf (max_bad_windows="
+                f"{self.config.max_bad_windows}); lower meta_lr, enable grad_clip, or shorten the horizon")
+
+    # -- evaluation -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, steps: int, seeds: int | None = None, split: str = "meta_valid") -> float:
+        """Mean over seeds of the loss over the last 10 steps of ``steps``-step runs (inf if any diverged)."""
+        finals = []
+        for k in range(seeds or self.config.eval_seeds):
+            losses = rollout_l2o(self.l2o, self.task, steps, seed=_seed(self.config.seed, 10**9 + k), split=split)
+            finals.append(float(np.mean(losses[-10:])))
+        return float(np.mean(finals)) if all(map(math.isfinite, finals)) else math.inf
+
+    # -- the run ----------------------------------------------------------------------------------
+    def fit(self, callback: Callable[[dict[str, Any]], None] | None = None) -> TrainState:
+        """Train until ``epochs`` or the curriculum's last level runs out of patience; keep the best weights."""
+        cfg, st = self.config, self.state
+        horizons = cfg.horizons
+        while not st.done and st.epoch < cfg.epochs:
+            record = self.train_epoch(st.epoch, horizons[st.level])
+            st.epoch += 1
+            if st.epoch % cfg.eval_every == 0 or st.epoch == cfg.epochs:
+                record["eval_loss"] = self.evaluate(horizons[st.level])
+                if record["eval_loss"] < st.best_eval:
+                    st.best_eval, st.wait = record["eval_loss"], 0
+                    self.best_weights = copy.deepcopy(self.l2o.state_dict())
+                else:
+                    st.wait += 1
+                if st.wait >= cfg.patience:
+                    self.l2o.load_state_dict(self.best_weights)
+                    if st.level + 1 < len(horizons):
+                        st.level, st.best_eval, st.wait = st.level + 1, math.inf, 0
+                        record["advanced_to"] = horizons[st.level]
+                    else:
+                        st.done = True
+            st.history.append(record)
+            if callback:
+                callback(record)
+        if st.best_eval < math.inf:
+            self.l2o.load_state_dict(self.best_weights)
+        return st
+
+
+@torch.no_grad()
+def rollout_l2o(l2o: LearnedOptimizer, task: Task, steps: int, seed: int, split: str = "eval") -> list[float]:
+    """Train one fresh optimizee with ``l2o`` for ``steps`` steps; its loss at each step (no meta-gradient)."""
+    layout = FlatParams(task.init(seed))
+    theta = layout.flatten(task.init(seed))
+    batches = task.batches(split, seed)
+    state = l2o.init_state(theta)
+    losses = []
+    for _ in range(steps):
+        loss, grad = loss_and_grad(task, layout, theta, next(batches))
+        losses.append(float(loss))
+        if not math.isfinite(losses[-1]):
+            return losses + [math.nan] * (steps - len(losses))
+        update, state = l2o.step(grad, state)
+        theta = theta + update
+    return losses

@@ -1,0 +1,89 @@
+"""Learned-optimizer pieces: features by hand in float64, LogAndSign edges, the fused cell's gradients."""
+
+import math
+
+import pytest
+import torch
+
+from l2o.learned import FEATURES, CoordinateLSTM, FeatureExtractor, log_and_sign, lstm_config
+from l2o.learned.cell import lstm_cell, reference_lstm_cell
+
+D = torch.float64
+
+
+def test_features_match_hand_computation():
+    gs = [torch.tensor([0.5, -2.0, 1e-3], dtype=D), torch.tensor([-0.25, 1.0, 0.0], dtype=D),
+          torch.tensor([1.5, 3.0, -1e-3], dtype=D)]
+    ex = FeatureExtractor(FEATURES, beta=0.95, eps=1e-8)
+    state = ex.init(gs[0])
+    for t, g in enumerate(gs, start=1):
+        feats, state = ex.update(g, state)
+    b, eps = 0.95, 1e-8
+    for j in range(3):
+        seq = [float(g[j]) for g in gs]
+        m = v = 0.0
+        e = {0.5: 0.0, 0.9: 0.0, 0.99: 0.0}
+        vp = {2.0: 0.0, 2.5: 0.0, 3.0: 0.0}
+        for x in seq:
+            m, v = b * m + (1 - b) * x, b * v + (1 - b) * x * x
+            e = {d: d * val + (1 - d) * x for d, val in e.items()}
+            vp = {p: b * val + (1 - b) * abs(x) ** p for p, val in vp.items()}
+        corr = 1 - b ** 3
+        mhat, root = m / corr, math.sqrt(v / corr)
+        expected = {"mt": mhat / (root + eps), "gt": seq[-1] / (root + eps), "g": seq[-1], "m": m, "mhat": mhat,
+                    "sqrt_vhat": root, "g_ema50": e[0.5], "g_ema90": e[0.9], "g_ema99": e[0.99], "step": 0.003,
+                    **{f"m_p{s}": mhat / ((vp[p] / corr) ** (1 / p) + eps) for s, p in (("2", 2.0), ("25", 2.5), ("3", 3.0))}}
+        for i, name in enumerate(FEATURES):
+            assert feats[i, j].item() == pytest.approx(expected[name], rel=1e-12, abs=1e-15), name
+    assert torch.allclose(feats[FEATURES.index("m_p2")], feats[FEATURES.index("mt")])
+
+
+def test_feature_extractor_keeps_only_needed_state():
+    ex = FeatureExtractor(("g", "step"))
+    s = ex.init(torch.zeros(4))
+    assert s.v is None and s.emas is None and s.vps is None
+    with pytest.raises(ValueError, match="unknown feature"):
+        FeatureExtractor(("mt", "adam"))
+
+
+def test_log_and_sign_edges():
+    g = torch.tensor([0.0, 1e-30, -1e-30, 1e10, -1e10, -0.5], dtype=D)
+    out = log_and_sign(g)
+    assert torch.isfinite(out).all()
+    assert out[0].tolist()[:3] == [-1.0, -1.0, -1.0]  # log|g|/5 clamps at -1 for 0 and tiny inputs
+    assert out[0, 3].item() == pytest.approx(math.log(1e10) / 5)  # huge: unclamped above
+    assert out[1].tolist() == pytest.approx([0.0, 1e-30 * math.e ** 5, -1e-30 * math.e ** 5, 1.0, -1.0, -1.0])
+    assert out[0, 5].item() == pytest.approx(math.log(0.5) / 5)
+
+
+def test_fused_cell_matches_reference_and_passes_gradcheck():
+    torch.manual_seed(0)
+    x, h, c = (torch.randn(k, 7, dtype=D, requires_grad=True) for k in (3, 4, 4))
+    w = torch.randn(16, 7, dtype=D, requires_grad=True)
+    b = torch.randn(16, dtype=D, requires_grad=True)
+    for a, r in zip(lstm_cell(x, h, c, w, b), reference_lstm_cell(x, h, c, w, b)):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lstm_cell, (x, h, c, w, b))
+    # Only h' used downstream (dc is None) and only c' used (dh is None):
+    assert torch.autograd.gradcheck(lambda *a: lstm_cell(*a)[0], (x, h, c, w, b))
+    assert torch.autograd.gradcheck(lambda *a: lstm_cell(*a)[1], (x, h, c, w, b))
+
+
+@pytest.mark.parametrize("model, inputs", [("dm", 2), ("rp", 2), ("rp_si", 3)])
+def test_models_step_over_a_flat_vector(model, inputs):
+    l2o = CoordinateLSTM(lstm_config(model))
+    g = torch.randn(50)
+    state = l2o.init_state(g)
+    update, state = l2o.step(g, state)
+    assert update.shape == (50,) and state.hidden[0].shape == (20, 50) and state.features.step == 1
+    if model != "dm":
+        assert l2o.pre.in_features == inputs and update.abs().max() <= 0.01  # tanh · 0.01
+    assert l2o.state_floats_per_coordinate() >= 80
+
+
+def test_bad_configs_are_rejected():
+    with pytest.raises(ValueError, match="unknown model"):
+        lstm_config("lstm3")
+    with pytest.raises(ValueError, match="log_and_sign"):
+        CoordinateLSTM(lstm_config("dm", features=("mt",)))
+    assert lstm_config("rp", hidden=[40]).hidden == (40,)
