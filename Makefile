@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STEPS ?= 1000
 DEMO_SEEDS ?= 5
+DEMO_MINUTES ?= 3
+DEMO_OUT ?= $(or $(L2O_STORAGE),$(HOME)/.l2o/storage)/demo
 
 .PHONY: install demo test clean
 
@@ -18,8 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 demo: $(STAMP)
-	$(PY) -m l2o eval --task mnist_mlp --optimizer adam:lr=1e-3 --optimizer sgd:lr=0.1 \
-		--optimizer rmsprop:lr=1e-3 --tune adam --steps $(DEMO_STEPS) --seeds $(DEMO_SEEDS)
+	$(PY) -m l2o meta-train --model rp --task mnist_mlp --max-minutes $(DEMO_MINUTES) --epochs 1000 \
+		--curriculum 100,200,500 --eval-every 4 --patience 3 --eval-seeds 2 --meta-lr 3e-3 \
+		--imitation-prob 0.2 --teacher-lr 3e-3 --out $(DEMO_OUT)/rp.pt
+	$(PY) -m l2o eval --task mnist_mlp --optimizer lstm:checkpoint=$(DEMO_OUT)/rp.pt --optimizer adam:lr=1e-3 \
+		--optimizer sgd:lr=0.1 --optimizer rmsprop:lr=1e-3 --tune adam --steps $(DEMO_STEPS) \
+		--seeds $(DEMO_SEEDS) --out $(DEMO_OUT)/eval
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2

@@ -6,7 +6,8 @@ Measures ``MetaTrainer`` windows for RP (at the yardstick's sizes: Linear(2→20
 
     python benchmarks/meta_train_speed.py [--threads 1] [--device cpu|cuda] [--reps 5]
 
-Prints a table; the last line is one JSON object with ``rp_2x20_seconds_per_unroll``,
+Each figure is the median of three epochs of ``--reps`` windows (the first epoch, a warm-up, is not
+timed); the yardstick reports its own mean over its repetitions. Prints a table; the last line is one JSON object with ``rp_2x20_seconds_per_unroll``,
 ``naive_seconds_per_unroll`` (null without the yardstick) and ``speedup_vs_naive``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -36,11 +38,14 @@ def seconds_per_unroll(model: str, device: str, reps: int, unroll: int = 20) -> 
     trainer = MetaTrainer(l2o, task, MetaTrainConfig(unroll=unroll, grad_clip=1.0))
     trainer.train_epoch(0, horizon=unroll)  # warm-up: data on device, allocator, kernels
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    trainer.train_epoch(1, horizon=unroll * reps)
-    sync()
-    return (time.perf_counter() - t0) / reps
+    times = []
+    for epoch in range(1, 4):  # median of three epochs of `reps` windows: this machine's timing noise is ~10 %
+        sync()
+        t0 = time.perf_counter()
+        trainer.train_epoch(epoch, horizon=unroll * reps)
+        sync()
+        times.append((time.perf_counter() - t0) / reps)
+    return statistics.median(times)
 
 
 def naive_seconds(path: Path, threads: int, device: str, reps: int) -> float | None:

@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     from l2o.meta.cli import add_meta_train
 
     add_meta_train(sub, _common, _task_args)
+    from l2o.distill.cli import add_distill, add_sanity
+
+    add_sanity(sub, _common)
+    add_distill(sub, _common, _task_args)
     return parser
 
 

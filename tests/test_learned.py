@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from l2o.learned import FEATURES, CoordinateLSTM, FeatureExtractor, log_and_sign, lstm_config
-from l2o.learned.cell import lstm_cell, reference_lstm_cell
+from l2o.learned.cell import elu_linear, lstm_cell, reference_lstm_cell
 
 D = torch.float64
 
@@ -87,3 +87,50 @@ def test_bad_configs_are_rejected():
     with pytest.raises(ValueError, match="log_and_sign"):
         CoordinateLSTM(lstm_config("dm", features=("mt",)))
     assert lstm_config("rp", hidden=[40]).hidden == (40,)
+
+
+@pytest.mark.parametrize("impl", ["native", "torch"])
+def test_both_cell_paths_match_the_reference(impl):
+    from l2o.learned import native
+
+    if impl == "native" and native.kernels() is None:
+        pytest.skip("no C compiler here: the native kernels cannot be built (the torch path is tested)")
+    torch.manual_seed(0)
+    x, h, c = (torch.randn(k, 33, dtype=D, requires_grad=True) for k in (3, 4, 4))
+    w = torch.randn(16, 7, dtype=D, requires_grad=True)
+    b = torch.randn(16, dtype=D, requires_grad=True)
+    cell = lambda *a: lstm_cell(*a, impl=impl)  # noqa: E731
+    for a, r in zip(cell(x, h, c, w, b), reference_lstm_cell(x, h, c, w, b)):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(cell, (x, h, c, w, b))
+    assert torch.autograd.gradcheck(lambda *a: cell(*a)[0], (x, h, c, w, b))
+    assert torch.autograd.gradcheck(lambda *a: cell(*a)[1], (x, h, c, w, b))
+    pw, pb = torch.randn(5, 3, dtype=D, requires_grad=True), torch.randn(5, dtype=D, requires_grad=True)
+    elu = lambda *a: elu_linear(*a, impl=impl)  # noqa: E731
+    torch.testing.assert_close(elu(x, pw, pb), torch.nn.functional.elu(pw @ x + pb[:, None]), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(elu, (x, pw, pb))
+
+
+def test_native_float32_agrees_with_torch_path():
+    from l2o.learned import native
+
+    if native.kernels() is None:
+        pytest.skip("no C compiler here: the native kernels cannot be built")
+    l2o = CoordinateLSTM(lstm_config("rp"))
+    g = torch.randn(1000) * 1e-3
+    outs = {}
+    for impl in ("native", "torch"):
+        l2o.impl = impl
+        state = l2o.init_state(g)
+        for _ in range(5):
+            update, state = l2o.step(g, state)
+        outs[impl] = update
+    torch.testing.assert_close(outs["native"], outs["torch"], rtol=1e-4, atol=1e-7)
+
+
+def test_nan_propagates_through_the_native_cell():
+    l2o = CoordinateLSTM(lstm_config("rp"))
+    g = torch.randn(10)
+    g[3] = float("nan")
+    update, _ = l2o.step(g, l2o.init_state(g))
+    assert torch.isnan(update[3]) and torch.isfinite(update[torch.arange(10) != 3]).all()

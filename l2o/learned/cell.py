@@ -10,12 +10,16 @@ Layout is feature-major: x (in, N), h and c (hidden, N), weight (4·hidden, in +
 ordered [input, forget, output, cell], bias (4·hidden,). Every gate is then a contiguous block of rows,
 so the elementwise work runs on contiguous memory (strided column slices are several times slower).
 
-``lstm_cell`` is checked against ``reference_lstm_cell`` (plain autograd) in float64 by the tests.
+On CPU the elementwise parts run as C kernels (``l2o.learned.native``) when they can be built; the
+torch path below is the same maths and serves GPUs and machines without a C compiler. Both are checked
+against ``reference_lstm_cell`` (plain autograd) in float64 by the tests.
 """
 
 from __future__ import annotations
 
 import torch
+
+from l2o.learned import native
 
 
 def _tanh(x: torch.Tensor) -> torch.Tensor:
@@ -62,10 +66,75 @@ class _LSTMCell(torch.autograd.Function):
         return dx, dh_prev, dc_total * f, dw, db
 
 
-def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: torch.Tensor,
-              b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step in feature-major layout (see the module docstring); returns (h', c')."""
-    return _LSTMCell.apply(x, h, c, w, b)
+class _NativeLSTMCell(torch.autograd.Function):
+    # Saves only what no other node keeps: the activations and the new cell state; x, h and c are
+    # references to tensors that exist anyway, and [x; h] is rebuilt in backward. The backward is
+    # memory-bound, so every byte not written and read back is time saved.
+    @staticmethod
+    def forward(ctx, x, h, c, w, b):
+        size, n = h.shape
+        x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
+        act = w @ torch.cat([x, h], 0)  # the bias is added in the kernel (addmm would copy it N times)
+        c_new, h_new = torch.empty_like(c), torch.empty_like(c)
+        native.call("lstm_forward", act.dtype, act, b.contiguous(), c, c_new, h_new, size, n)
+        ctx.save_for_backward(x, h, c, act, c_new, w)
+        return h_new, c_new
+
+    @staticmethod
+    def backward(ctx, dh, dc):
+        x, h, c, act, c_new, w = ctx.saved_tensors
+        size, n = c.shape
+        dgates, dc_prev = torch.empty_like(act), torch.empty_like(c)
+        native.call("lstm_backward", act.dtype, act, c, c_new, None if dh is None else dh.contiguous(),
+                    None if dc is None else dc.contiguous(), dgates, dc_prev, size, n)
+        dxh = w.T @ dgates
+        dw = dgates @ torch.cat([x, h], 0).T if ctx.needs_input_grad[3] else None
+        db = dgates.sum(1) if ctx.needs_input_grad[4] else None
+        dx, dh_prev = dxh.split([x.shape[0], size], 0)
+        return dx, dh_prev, dc_prev, dw, db
+
+
+class _NativeEluLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        x, w, b = x.contiguous(), w.contiguous(), b.contiguous()
+        z = torch.empty(w.shape[0], x.shape[1], dtype=x.dtype)
+        native.call("elu_linear_forward", x.dtype, w, b, x, z, w.shape[0], w.shape[1], x.shape[1])
+        ctx.save_for_backward(x, w, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, dz):
+        x, w, z = ctx.saved_tensors
+        d = dz.contiguous().clone()
+        native.call("elu_backward", d.dtype, z, d, d.numel())
+        dx = w.T @ d if ctx.needs_input_grad[0] else None
+        return dx, d @ x.T, d.sum(1)
+
+
+def _native(impl: str | None, *tensors: torch.Tensor) -> bool:
+    if impl not in (None, "native", "torch"):
+        raise ValueError(f"impl must be 'native', 'torch' or None (auto), got {impl!r}")
+    if impl == "native" and not native.usable(*tensors):
+        raise RuntimeError("native LSTM kernels are not available for these tensors (CPU float32/64 only)")
+    return impl == "native" or (impl is None and native.usable(*tensors))
+
+
+def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+              impl: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step in feature-major layout (see the module docstring); returns (h', c').
+
+    ``impl``: "native" (C kernels), "torch", or None to pick native where it is usable.
+    """
+    fn = _NativeLSTMCell if _native(impl, x, h, c, w, b) else _LSTMCell
+    return fn.apply(x, h, c, w, b)
+
+
+def elu_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, impl: str | None = None) -> torch.Tensor:
+    """ELU(w·x + b) for feature-major ``x`` (in, N), ``w`` (out, in), ``b`` (out,)."""
+    if _native(impl, x, w, b):
+        return _NativeEluLinear.apply(x, w, b)
+    return torch.nn.functional.elu(torch.addmm(b[:, None], w, x))
 
 
 def reference_lstm_cell(x, h, c, w, b):

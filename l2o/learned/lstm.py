@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from l2o.learned.cell import lstm_cell
+from l2o.learned.cell import elu_linear, lstm_cell
 from l2o.learned.features import FeatureExtractor, FeatureState, log_and_sign
 from l2o.meta.interface import LearnedOptimizer
 
@@ -93,6 +93,7 @@ class CoordinateLSTM(LearnedOptimizer):
             self.biases.append(nn.Parameter(torch.empty(4 * h).uniform_(-bound, bound)))
             width = h
         self.out = nn.Linear(width, 1)
+        self.impl: str | None = None  # cell kernels: "native", "torch", or None = native where usable
         self.log_scale = nn.Parameter(torch.zeros(())) if config.learned_scale else None
 
     def init_state(self, like: torch.Tensor) -> LSTMState:
@@ -116,19 +117,28 @@ class CoordinateLSTM(LearnedOptimizer):
     def network(self, x: torch.Tensor, hidden: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Raw output (N,) and new hidden state from feature-major inputs ``x`` (features, N)."""
         if self.pre is not None:
-            x = nn.functional.elu(torch.addmm(self.pre.bias[:, None], self.pre.weight, x))
+            x = elu_linear(x, self.pre.weight, self.pre.bias, self.impl)
         new = []
         for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x, c = lstm_cell(x, hidden[2 * layer], hidden[2 * layer + 1], w, b)
+            x, c = lstm_cell(x, hidden[2 * layer], hidden[2 * layer + 1], w, b, self.impl)
             new += [x, c]
         return torch.addmm(self.out.bias[:, None], self.out.weight, x).squeeze(0), tuple(new)
 
-    def step(self, g: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
+    def raw_step(self, g: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
+        """The network's raw output (N,) before squashing and scaling, and the new state."""
         x, fstate = self.inputs(g, state)
         out, hidden = self.network(x, state.hidden)
+        return out, LSTMState(fstate, hidden)
+
+    def squash(self, raw: torch.Tensor) -> torch.Tensor:
+        """The update from a raw output: output_scale · tanh(s · raw), or output_scale · raw."""
         if self.config.tanh:
-            out = torch.tanh(out * self.log_scale.exp() if self.log_scale is not None else out)
-        return self.config.output_scale * out, LSTMState(fstate, hidden)
+            raw = torch.tanh(raw * self.log_scale.exp() if self.log_scale is not None else raw)
+        return self.config.output_scale * raw
+
+    def step(self, g: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
+        raw, state = self.raw_step(g, state)
+        return self.squash(raw), state
 
     def state_floats_per_coordinate(self) -> int:
         feats = self.extractor
@@ -136,7 +146,3 @@ class CoordinateLSTM(LearnedOptimizer):
 
     def describe(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.config), "num_weights": sum(p.numel() for p in self.parameters())}
-
-
-def build_lstm(config: LSTMConfig) -> CoordinateLSTM:
-    return CoordinateLSTM(config)

@@ -53,6 +53,8 @@ def add_meta_train(sub: argparse._SubParsersAction, common, task_args) -> None:
     p.add_argument("--resume", default=None, help="continue the run saved in this checkpoint")
     p.add_argument("--init-from", default=None,
                    help="start from this checkpoint's best weights (fine-tune, e.g. on another task)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-clock budget; the run stops after the epoch that crosses it (default: none)")
     p.add_argument("--checkpoint-every", type=int, default=5, help="epochs between checkpoint writes (default: 5)")
     common(p)
     p.set_defaults(func=run_meta_train)
@@ -108,7 +110,7 @@ def run_meta_train(args: argparse.Namespace) -> int:
         if trainer.state.epoch % args.checkpoint_every == 0:
             save_checkpoint(out, trainer, task_spec)
 
-    trainer.fit(on_epoch)
+    trainer.fit(on_epoch, max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     bar.close()
     save_checkpoint(out, trainer, task_spec)
     print(f"wrote {out}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,11 +187,14 @@ class MetaTrainer:
         return float(np.mean(finals)) if all(map(math.isfinite, finals)) else math.inf
 
     # -- the run ----------------------------------------------------------------------------------
-    def fit(self, callback: Callable[[dict[str, Any]], None] | None = None) -> TrainState:
-        """Train until ``epochs`` or the curriculum's last level runs out of patience; keep the best weights."""
+    def fit(self, callback: Callable[[dict[str, Any]], None] | None = None,
+            max_seconds: float | None = None) -> TrainState:
+        """Train until ``epochs``, the curriculum's last level runs out of patience, or ``max_seconds`` of
+        wall-clock time have passed (checked after each epoch); keep the best weights."""
         cfg, st = self.config, self.state
         horizons = cfg.horizons
-        while not st.done and st.epoch < cfg.epochs:
+        deadline = time.monotonic() + max_seconds if max_seconds else math.inf
+        while not st.done and st.epoch < cfg.epochs and time.monotonic() < deadline:
             record = self.train_epoch(st.epoch, horizons[st.level])
             st.epoch += 1
             if st.epoch % cfg.eval_every == 0 or st.epoch == cfg.epochs:

@@ -1,0 +1,77 @@
+"""``distill``: checkpoint → rollout dataset → symbolic regression → constant fitting → report.
+
+Everything lands in one folder: ``dataset/`` (Parquet + manifest), ``equations.json`` (the Pareto front
+and the chosen, fitted equation), ``report.json`` and ``response.png`` (the recorded outputs against
+the first input column, with the equation's curve at the median of every other column).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from l2o.distill.engines import make_engine, predict
+from l2o.distill.equation import Equation
+from l2o.distill.fit import fit_constants
+from l2o.distill.record import RecordConfig, record, save_dataset
+
+
+def select_columns(features: Sequence[str], max_lag: int) -> list[str]:
+    return [f"{f}_{lag}" for lag in range(max_lag + 1) for f in features]
+
+
+def default_features(model: str) -> list[str]:
+    """The inputs distillation offers by default: what the L2O reads (DM: the raw gradient and its EMAs)."""
+    return {"dm": ["g", "g_ema50", "g_ema90"], "rp": ["mt", "gt"], "rp_si": ["mt", "gt", "m_p3"]}[model]
+
+
+def response_plot(eq: Equation, X: np.ndarray, y: np.ndarray, cols: list[str], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
+    sample = np.random.default_rng(0).permutation(len(y))[:3000]
+    ax.scatter(X[sample, 0], y[sample], s=3, alpha=0.3, label="learned optimizer (recorded)")
+    grid = np.linspace(*np.percentile(X[:, 0], [1, 99]), 200)
+    Xg = np.tile(np.median(X, 0), (len(grid), 1))
+    Xg[:, 0] = grid
+    ax.plot(grid, predict(eq.expr, Xg, cols), color="C3", lw=2, label="distilled equation")
+    ax.set(xlabel=cols[0], ylabel="output", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def distill(l2o, task, out: str | Path, record_config: RecordConfig = RecordConfig(),
+            features: Sequence[str] | None = None, max_lag: int = 2, target: str = "raw",
+            engine: str = "operon", engine_settings: dict[str, Any] | None = None,
+            source: str | None = None) -> dict[str, Any]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    features = list(features or default_features(l2o.config.model))
+    if max_lag >= record_config.window:
+        raise ValueError(f"max_lag must be below the window ({record_config.window})")
+    dataset = record(l2o, task, record_config, source=source)
+    save_dataset(dataset, out / "dataset")
+    X, y, cols = dataset.xy(target, select_columns(features, max_lag))
+    est = make_engine(engine, **(engine_settings or {})).fit(X, y, cols)
+    fitted, report = fit_constants(est.best_, X, y, cols)
+    fitted.meta.update({"source_checkpoint": source, "target": target, "columns": cols})
+    doc = {"chosen": fitted.to_dict(), "pareto_front": [e.to_dict() for e in est.pareto_front_],
+           "search_seconds": est.seconds_}
+    (out / "equations.json").write_text(json.dumps(doc, indent=1, default=str))
+    png = response_plot(fitted, X, y, cols, out / "response.png", f"{l2o.config.model}: {fitted.text[:60]}")
+    summary = {"rows": len(y), "columns": cols, "r2_search": est.best_.r2, "r2_fitted": report.r2_after,
+               "equation": fitted.text, "latex": fitted.latex(), "complexity": fitted.complexity,
+               "seconds": est.seconds_, "out": str(out), "plot": str(png)}
+    (out / "report.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary

@@ -1,0 +1,95 @@
+"""The C kernels of ``native_cell.c``: built once per machine with the system C compiler, loaded by ctypes.
+
+The elementwise work of an LSTM step over N coordinates is a handful of passes over memory when
+written as torch ops; in C it is one pass, vectorised (glibc's SIMD exp). Matrix products stay with
+torch (MKL/oneDNN). The shared library is cached under ``$L2O_CACHE`` (default ``~/.cache/l2o``),
+keyed by the source, the compiler, its flags and the CPU, and written atomically, so parallel
+processes can build it at once. Where no compiler is found, or ``L2O_NATIVE=0``, ``kernels()`` returns
+None and callers use their torch path (the same maths, slower on CPU).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("native_cell.c")
+FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared"]
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _cpu_id() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        return next((line for line in text.splitlines() if line.startswith("flags")), "") + platform.machine()
+    except OSError:
+        return platform.machine() + platform.processor()
+
+
+def _compile(cc: str, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        target = Path(tmp) / out.name
+        base = [cc, *FLAGS, "-o", str(target), str(SOURCE)]
+        for extra in (["-lmvec", "-lm"], ["-DL2O_NO_MVEC", "-lm"]):  # libmvec is glibc-only
+            result = subprocess.run([*base, *extra], capture_output=True, text=True)
+            if result.returncode == 0:
+                os.replace(target, out)
+                return
+        raise RuntimeError(f"compiling {SOURCE.name} failed: {result.stderr.strip()[:500]}")
+
+
+@functools.lru_cache(maxsize=1)
+def kernels() -> ctypes.CDLL | None:
+    """The loaded library, or None when native kernels are off or cannot be built here."""
+    if os.environ.get("L2O_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        log.info("native LSTM kernels: no C compiler found; using the torch path")
+        return None
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS, _cpu_id()]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("L2O_CACHE") or Path.home() / ".cache" / "l2o").expanduser()
+    path = cache / "native" / f"lstm_cell-{key}.so"
+    try:
+        if not path.exists():
+            _compile(cc, path)
+        lib = ctypes.CDLL(str(path))
+    except (OSError, RuntimeError) as err:
+        log.warning("native LSTM kernels unavailable (%s); using the torch path", err)
+        return None
+    return lib
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """True when the native kernels can take these tensors (CPU, float32/64, one dtype)."""
+    t0 = tensors[0]
+    return (t0.device.type == "cpu" and t0.dtype in _SUFFIX and all(t.dtype == t0.dtype and t.device.type == "cpu"
+                                                                      for t in tensors) and kernels() is not None)
+
+
+def call(name: str, dtype: torch.dtype, *args) -> None:
+    """Call kernel ``name`` for ``dtype``; tensors must be contiguous (None passes NULL), ints pass as long."""
+    fn = getattr(kernels(), f"{name}_{_SUFFIX[dtype]}")
+    converted = []
+    for a in args:
+        if a is None:
+            converted.append(ctypes.c_void_p(0))
+        elif isinstance(a, torch.Tensor):
+            assert a.is_contiguous(), name
+            converted.append(ctypes.c_void_p(a.data_ptr()))
+        else:
+            converted.append(ctypes.c_long(a))
+    fn(*converted)

@@ -1,0 +1,61 @@
+"""Rollout recording: windows line up with the rollout, targets are the L2O's outputs, Parquet round-trips."""
+
+import json
+
+import numpy as np
+import torch
+
+from l2o.distill.record import RecordConfig, feature_columns, load_dataset, record, save_dataset
+from l2o.learned import CoordinateLSTM, lstm_config
+from l2o.tasks import make_task
+
+
+def _data(tmp_path=None):
+    torch.manual_seed(0)
+    l2o = CoordinateLSTM(lstm_config("rp"))
+    cfg = RecordConfig(steps=40, seeds=(0, 1), coords_per_tensor=3, window=5, windows_per_coord=4)
+    return l2o, record(l2o, make_task("mnist_mlp", batch_size=32), cfg, source="test")
+
+
+def test_rows_columns_and_targets():
+    l2o, ds = _data()
+    cfg = ds.manifest["config"]
+    assert ds.manifest["rows"] + ds.manifest["skipped_zero_gradient"] == 2 * 6 * 3 * 4
+    assert list(ds.frame.columns[:2]) == ["mt_0", "mt_1"] and "g_ema99_4" in ds.frame.columns
+    assert ds.manifest["feature_columns"] == feature_columns(cfg["features"], 5)
+    np.testing.assert_allclose(ds.frame["update"], 0.01 * np.tanh(ds.frame["raw"]), rtol=1e-5, atol=1e-9)
+    assert (ds.frame["g_0"] != 0).all()  # zero-gradient windows were skipped
+    # Lag k of a row holds the features k steps before its step: the step feature counts steps (t/1000).
+    for k in range(5):
+        np.testing.assert_allclose(ds.frame[f"step_{k}"], (ds.frame["step"] + 1 - k) / 1000)
+
+
+def test_parquet_round_trip(tmp_path):
+    _, ds = _data()
+    back = load_dataset(save_dataset(ds, tmp_path / "d"))
+    assert back.manifest == json.loads(json.dumps(ds.manifest, default=str))
+    np.testing.assert_array_equal(back.frame.to_numpy(), ds.frame.to_numpy())
+    X, y, cols = back.xy("raw")
+    assert X.shape == (len(back.frame), len(cols)) and y.shape == (len(back.frame),)
+
+
+def test_distill_cli_end_to_end(tmp_path, capsys):
+    from l2o.cli import main
+
+    ckpt = tmp_path / "rp.pt"
+    assert main(["meta-train", "--task", "mnist_mlp", "--task-opt", "batch_size=32", "--epochs", "1",
+                 "--epoch-len", "20", "--eval-every", "1", "--eval-seeds", "1", "--out", str(ckpt),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "distilled"
+    assert main(["distill", str(ckpt), "--task-opt", "batch_size=32", "--steps", "60", "--seeds", "1",
+                 "--coords", "4", "--windows", "6", "--generations", "10", "--population", "100",
+                 "--time-limit", "10", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["columns"][:2] == ["mt_0", "gt_0"] and summary["r2_fitted"] >= summary["r2_search"] - 1e-9
+    for f in ("dataset/data.parquet", "dataset/manifest.json", "equations.json", "report.json", "response.png"):
+        assert (out / f).stat().st_size > 0
+    chosen = json.loads((out / "equations.json").read_text())["chosen"]
+    from l2o.distill import Equation
+
+    assert Equation.from_dict(chosen).text == chosen["equation"]
