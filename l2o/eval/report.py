@@ -55,6 +55,9 @@ def plot_curves(curves: Sequence[Curves], path: Path, title: str = "", log_y: bo
                         color=line.get_color(), alpha=0.2, lw=0)
     if log_y:
         ax.set_yscale("log")
+        lowest = min((float(np.nanmin(c.mean())) for c in curves if np.nanmin(c.mean()) > 0), default=None)
+        if lowest:  # a band reaching below zero would otherwise stretch the axis down to its clip value
+            ax.set_ylim(bottom=lowest / 10)
     n_seeds = max(len(c.seeds) for c in curves)
     ax.set(xlabel="step", ylabel="training loss", title=title or f"mean ± std over {n_seeds} seeds")
     ax.grid(alpha=0.3, which="both")
@@ -70,6 +73,6 @@ def format_table(curves: Sequence[Curves]) -> str:
     width = max(len(r["label"]) for r in rows)
     lines = [f"{'optimizer':<{width}}  {'final loss (mean ± std)':>24}  {'diverged':>8}  {'seconds':>8}"]
     for r in rows:
-        final = "diverged" if r["final_mean"] is None else f"{r['final_mean']:.4f} ± {r['final_std']:.4f}"
+        final = "diverged" if r["final_mean"] is None else f"{r['final_mean']:.4g} ± {r['final_std']:.2g}"
         lines.append(f"{r['label']:<{width}}  {final:>24}  {r['diverged']:>8}  {r['seconds']:>8.1f}")
     return "\n".join(lines)

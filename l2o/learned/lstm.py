@@ -1,9 +1,10 @@
 """Coordinatewise LSTM optimizers: DM (Andrychowicz et al. 2016), RP (RNNprop, Lv et al. 2017), RP_si.
 
-Every coordinate of every optimizee tensor is one row of a single batch (N rows). Per step:
+Every coordinate of every optimizee tensor is one column of a single batch (N columns; tensors are
+feature-major, (features, N), so every row is contiguous). Per step:
 
-    DM:     x = LogAndSign(g)                     (N, 2)
-    RP:     x = ELU(W₀ · features + b₀)           (N, pre)     features: mt, gt (+ optional tokens)
+    DM:     x = LogAndSign(g)                     (2, N)
+    RP:     x = ELU(W₀ · features + b₀)           (pre, N)     features: mt, gt (+ optional tokens)
     RP_si:  as RP on (mt, gt, m_p3)
     hˡ, cˡ = LSTM cell ˡ(x or hˡ⁻¹, hˡ, cˡ)       gates of each cell from one matmul of [input, h]
     out   = w · h^L + b

@@ -116,7 +116,7 @@ class MetaTrainer:
         state = self.l2o.init_state(phi)
         teacher = (torch.zeros_like(phi), torch.zeros_like(phi), 0)
         loss, grad = self._loss_grad(phi, scale, next(batches))
-        window_losses, skipped = [], 0
+        window_losses, imitation_losses, skipped = [], [], 0
         for window in range(horizon // cfg.unroll):
             imitate = cfg.imitation_prob > 0 and torch.rand((), generator=gen).item() < cfg.imitation_prob
             steps, grads, targets, losses = [], [], [], [loss]
@@ -149,10 +149,15 @@ class MetaTrainer:
                 torch.nn.utils.clip_grad_norm_(self.l2o.parameters(), cfg.grad_clip)
             self.meta_opt.step()
             state = self.l2o.detach_state(state)
-            if not imitate:
+            if imitate:
+                imitation_losses.append(meta_loss / cfg.unroll)
+            else:
                 window_losses.append(meta_loss / (cfg.unroll + 1))
-        return {"epoch": epoch, "horizon": horizon, "meta_loss": float(np.mean(window_losses)) if window_losses
-                else math.nan, "final_loss": float(loss), "bad_windows": skipped}
+        # None where the epoch had no window of that kind (all imitation, or stopped by a bad window).
+        return {"epoch": epoch, "horizon": horizon,
+                "meta_loss": float(np.mean(window_losses)) if window_losses else None,
+                "imitation_loss": float(np.mean(imitation_losses)) if imitation_losses else None,
+                "final_loss": float(loss), "bad_windows": skipped}
 
     def _loss_grad(self, phi, scale, batch):
         theta = phi * scale if scale is not None else phi
