@@ -38,6 +38,7 @@ def run_sanity_cli(args: argparse.Namespace) -> int:
 
 def add_distill(sub: argparse._SubParsersAction, common, task_args) -> None:
     from l2o.distill.engines import DEFAULT_OPERATORS, ENGINES, OPERATORS
+    from l2o.distill.record import RecordConfig
 
     p = sub.add_parser("distill", help="distil a meta-trained LSTM optimizer into an equation",
                        description="Roll the checkpoint's optimizer out on the held-out split, record windows of its "
@@ -45,10 +46,14 @@ def add_distill(sub: argparse._SubParsersAction, common, task_args) -> None:
                                    "dataset, equations, report and a response plot under the storage root.")
     p.add_argument("checkpoint", help="a checkpoint written by l2o meta-train")
     task_args(p)
-    p.add_argument("--steps", type=int, default=1000, help="rollout steps per seed (default: 1000)")
-    p.add_argument("--seeds", type=int, default=3, help="rollouts, seeds 0..K-1 (default: 3)")
-    p.add_argument("--coords", type=int, default=8, help="coordinates tracked per tensor (default: 8)")
-    p.add_argument("--windows", type=int, default=10, help="windows per tracked coordinate (default: 10)")
+    d = RecordConfig()
+    p.add_argument("--steps", type=int, default=d.steps, help=f"rollout steps per seed (default: {d.steps})")
+    p.add_argument("--seeds", type=int, default=len(d.seeds),
+                   help=f"rollouts, seeds 0..K-1 (default: {len(d.seeds)})")
+    p.add_argument("--coords", type=int, default=d.coords_per_tensor,
+                   help=f"coordinates tracked per tensor (default: {d.coords_per_tensor})")
+    p.add_argument("--windows", type=int, default=d.windows_per_coord,
+                   help=f"windows per tracked coordinate (default: {d.windows_per_coord})")
     p.add_argument("--features", default=None,
                    help="input features, comma-separated (default: what the model reads, e.g. mt,gt for RP)")
     p.add_argument("--max-lag", type=int, default=2, help="lags 0..max-lag of each feature (default: 2)")

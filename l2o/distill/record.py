@@ -36,9 +36,9 @@ TARGETS = ("raw", "update")
 class RecordConfig:
     steps: int = 1000  # rollout steps per seed
     seeds: tuple[int, ...] = (0, 1, 2)  # optimizees rolled out (eval split)
-    coords_per_tensor: int = 8  # coordinates tracked per parameter tensor
+    coords_per_tensor: int = 16  # coordinates tracked per parameter tensor
     window: int = 20  # lags per row
-    windows_per_coord: int = 10  # random window placements per tracked coordinate
+    windows_per_coord: int = 20  # random window placements per tracked coordinate
     features: tuple[str, ...] = FEATURES  # features recorded at every lag
     split: str = "eval"  # data split of the rollouts
     seed: int = 0  # coordinate choice and window placement
