@@ -121,7 +121,7 @@ class MetaTrainer:
             imitate = cfg.imitation_prob > 0 and torch.rand((), generator=gen).item() < cfg.imitation_prob
             steps, grads, targets, losses = [], [], [], [loss]
             for _ in range(cfg.unroll):
-                if imitate:
+                if cfg.imitation_prob > 0:  # the teacher follows every step, so its moments are current
                     teacher, target = self._teacher_step(grad, teacher)
                     targets.append(target)
                 update, state = self.l2o.step(grad, state)
@@ -227,8 +227,9 @@ class MetaTrainer:
 @torch.no_grad()
 def rollout_l2o(l2o: LearnedOptimizer, task: Task, steps: int, seed: int, split: str = "eval") -> list[float]:
     """Train one fresh optimizee with ``l2o`` for ``steps`` steps; its loss at each step (no meta-gradient)."""
-    layout = FlatParams(task.init(seed))
-    theta = layout.flatten(task.init(seed))
+    params = task.init(seed)
+    layout = FlatParams(params)
+    theta = layout.flatten(params)
     batches = task.batches(split, seed)
     state = l2o.init_state(theta)
     losses = []
