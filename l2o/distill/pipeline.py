@@ -55,22 +55,22 @@ def distill(l2o, task, out: str | Path, record_config: RecordConfig = RecordConf
             features: Sequence[str] | None = None, max_lag: int = 2, target: str = "raw",
             engine: str = "operon", engine_settings: dict[str, Any] | None = None,
             source: str | None = None) -> dict[str, Any]:
+    if max_lag >= record_config.window:
+        raise ValueError(f"max_lag must be below the window ({record_config.window})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     features = list(features or default_features(l2o.config.model))
-    if max_lag >= record_config.window:
-        raise ValueError(f"max_lag must be below the window ({record_config.window})")
     dataset = record(l2o, task, record_config, source=source)
     save_dataset(dataset, out / "dataset")
     X, y, cols = dataset.xy(target, select_columns(features, max_lag))
     est = make_engine(engine, **(engine_settings or {})).fit(X, y, cols)
-    fitted, report = fit_constants(est.best_, X, y, cols)
+    fitted, _ = fit_constants(est.best_, X, y, cols)  # keeps the search's constants if fitting does not help
     fitted.meta.update({"source_checkpoint": source, "target": target, "columns": cols})
     doc = {"chosen": fitted.to_dict(), "pareto_front": [e.to_dict() for e in est.pareto_front_],
            "search_seconds": est.seconds_}
     (out / "equations.json").write_text(json.dumps(doc, indent=1, default=str))
     png = response_plot(fitted, X, y, cols, out / "response.png", f"{l2o.config.model}: {fitted.text[:60]}")
-    summary = {"rows": len(y), "columns": cols, "r2_search": est.best_.r2, "r2_fitted": report.r2_after,
+    summary = {"rows": len(y), "columns": cols, "r2_search": est.best_.r2, "r2_fitted": fitted.r2,
                "equation": fitted.text, "latex": fitted.latex(), "complexity": fitted.complexity,
                "seconds": est.seconds_, "out": str(out), "plot": str(png)}
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=str))

@@ -1,8 +1,9 @@
 """Optimizers by name: ``OptimizerSpec.parse("sgd:lr=0.1,momentum=0.9")`` → a factory over parameters.
 
 Names: ``adam``, ``adamw``, ``sgd``, ``sgdm`` (SGD with momentum 0.9 unless given), ``rmsprop``, plus
-``lstm`` (a meta-trained LSTM: ``lstm:checkpoint=PATH``), and ``module.path:ClassName`` for any ``torch.optim.Optimizer`` subclass importable by the user. Values are
-numbers, booleans, or tuples of numbers written with ``/`` (``betas=0.9/0.99``); anything else stays a string.
+``lstm`` (a meta-trained LSTM: ``lstm:checkpoint=PATH``), and ``module.path:ClassName`` for any
+``torch.optim.Optimizer`` subclass importable by the user. Values are numbers, booleans, or tuples of
+numbers written with ``/`` (``betas=0.9/0.99``); anything else stays a string.
 """
 
 from __future__ import annotations

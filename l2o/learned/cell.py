@@ -68,8 +68,8 @@ class _LSTMCell(torch.autograd.Function):
 
 class _NativeLSTMCell(torch.autograd.Function):
     # Saves only what no other node keeps: the activations and the new cell state; x, h and c are
-    # references to tensors that exist anyway, and [x; h] is rebuilt in backward. The backward is
-    # memory-bound, so every byte not written and read back is time saved.
+    # references to tensors that exist anyway, and [x; h] is rebuilt in backward (a cheap copy) rather
+    # than kept for every step of the window.
     @staticmethod
     def forward(ctx, x, h, c, w, b):
         size, n = h.shape

@@ -56,8 +56,7 @@ def _tuples(d: dict[str, Any]) -> dict[str, Any]:
 def l2o_from_checkpoint(doc_or_path: dict[str, Any] | str | os.PathLike, best: bool = True) -> CoordinateLSTM:
     """The learned optimizer of a checkpoint, with its best (default) or latest weights."""
     doc = doc_or_path if isinstance(doc_or_path, dict) else load_checkpoint(doc_or_path)
-    cfg = _tuples(doc["l2o_config"])
-    l2o = CoordinateLSTM(lstm_config(cfg.pop("model"), **cfg))
+    l2o = CoordinateLSTM(configs_from_checkpoint(doc)[0])
     l2o.load_state_dict(doc["best_weights"] if best else doc["weights"])
     return l2o
 
