@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sanity(sub, _common)
     add_distill(sub, _common, _task_args)
+    from l2o.optim.cli import add_export, add_meta_tune, add_train_large
+
+    add_meta_tune(sub, _common, _task_args)
+    add_export(sub, _common)
+    add_train_large(sub, _common)
     return parser
 
 

@@ -26,6 +26,15 @@ def test_matches_the_flat_rollout_in_float64():
     np.testing.assert_allclose(curves.losses[0], expected, rtol=1e-10)
 
 
+def test_chunks_change_nothing_but_memory():
+    task = make_task("mnist_mlp", dtype=torch.float64, batch_size=32)
+    l2o = _l2o()
+    whole = rollout(task, lambda params: LSTMOptimizer(params, l2o), steps=6, seeds=[2], progress=False)
+    chunked = rollout(task, lambda params: LSTMOptimizer(params, l2o, chunk_size=5000), steps=6, seeds=[2],
+                      progress=False)
+    np.testing.assert_allclose(chunked.losses, whole.losses, rtol=1e-12)
+
+
 def test_state_dict_round_trip_mid_run_gives_identical_steps():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()

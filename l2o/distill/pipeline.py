@@ -1,7 +1,8 @@
 """``distill``: checkpoint → rollout dataset → symbolic regression → constant fitting → report.
 
-Everything lands in one folder: ``dataset/`` (Parquet + manifest), ``equations.json`` (the Pareto front
-and the chosen, fitted equation), ``report.json`` and ``response.png`` (the recorded outputs against
+Everything lands in one folder: ``dataset/`` (Parquet + manifest), ``equations.json`` (the Pareto front,
+the chosen, fitted equation, and ``update_rule``: the step it implies, e.g. 0.01·tanh(f) for RP — what
+``SymbolicOptimizer`` and ``l2o meta-tune`` read), ``report.json`` and ``response.png`` (the recorded outputs against
 the first input column, with the equation's curve at the median of every other column).
 """
 
@@ -66,7 +67,9 @@ def distill(l2o, task, out: str | Path, record_config: RecordConfig = RecordConf
     est = make_engine(engine, **(engine_settings or {})).fit(X, y, cols)
     fitted, _ = fit_constants(est.best_, X, y, cols)  # keeps the search's constants if fitting does not help
     fitted.meta.update({"source_checkpoint": source, "target": target, "columns": cols})
-    doc = {"chosen": fitted.to_dict(), "pareto_front": [e.to_dict() for e in est.pareto_front_],
+    rule = Equation(l2o.squash_expr(fitted.expr) if target == "raw" else fitted.expr,
+                    meta={**fitted.meta, "from": "chosen", "r2_of_chosen": fitted.r2})
+    doc = {"chosen": fitted.to_dict(), "update_rule": rule.to_dict(), "pareto_front": [e.to_dict() for e in est.pareto_front_],
            "search_seconds": est.seconds_}
     (out / "equations.json").write_text(json.dumps(doc, indent=1, default=str))
     png = response_plot(fitted, X, y, cols, out / "response.png", f"{l2o.config.model}: {fitted.text[:60]}")

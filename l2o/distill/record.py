@@ -65,10 +65,10 @@ def record(l2o: CoordinateLSTM, task: Task, config: RecordConfig = RecordConfig(
            source: str | None = None) -> Dataset:
     if config.window > config.steps:
         raise ValueError("window must not exceed steps")
-    rng = np.random.default_rng(config.seed)
     extractor = FeatureExtractor(config.features, l2o.config.beta, l2o.config.eps)  # the L2O's own β and ε
     frames, skipped = [], 0
     for seed in config.seeds:
+        rng = np.random.default_rng([config.seed, seed])  # per rollout: any sharding of seeds gives the same rows
         params = task.init(seed)
         layout = FlatParams(params)
         offsets = np.cumsum([0, *layout.sizes])

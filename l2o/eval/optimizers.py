@@ -1,7 +1,8 @@
 """Optimizers by name: ``OptimizerSpec.parse("sgd:lr=0.1,momentum=0.9")`` → a factory over parameters.
 
 Names: ``adam``, ``adamw``, ``sgd``, ``sgdm`` (SGD with momentum 0.9 unless given), ``rmsprop``, plus
-``lstm`` (a meta-trained LSTM: ``lstm:checkpoint=PATH``), and ``module.path:ClassName`` for any
+``lstm`` (a meta-trained LSTM: ``lstm:checkpoint=PATH``), ``symbolic`` (``symbolic:equation=FILE[,lr=1]``,
+FILE an Equation JSON or a distillation's equations.json), and ``module.path:ClassName`` for any
 ``torch.optim.Optimizer`` subclass importable by the user. Values are numbers, booleans, or tuples of
 numbers written with ``/`` (``betas=0.9/0.99``); anything else stays a string.
 """
@@ -23,7 +24,7 @@ _BUILTIN: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "sgdm": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
     "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3}),
 }
-OPTIMIZER_NAMES = (*_BUILTIN, "lstm")
+OPTIMIZER_NAMES = (*_BUILTIN, "lstm", "symbolic")
 
 
 def parse_value(text: str) -> Any:
@@ -81,6 +82,13 @@ class OptimizerSpec:
             if "checkpoint" not in self.kwargs:
                 raise ValueError("the lstm optimizer needs checkpoint=PATH (a file written by l2o meta-train)")
             return LSTMOptimizer, dict(self.kwargs)
+        if self.name == "symbolic":
+            from l2o.optim import SymbolicOptimizer
+            from l2o.optim.symbolic import load_equation
+
+            if "equation" not in self.kwargs:
+                raise ValueError("the symbolic optimizer needs equation=FILE (an Equation JSON or equations.json)")
+            return SymbolicOptimizer, {**self.kwargs, "equation": load_equation(str(self.kwargs["equation"]))}
         module, colon, cls_name = self.name.partition(":")
         if not colon:
             raise ValueError(f"unknown optimizer {self.name!r}; expected one of {', '.join(OPTIMIZER_NAMES)} "
@@ -100,5 +108,6 @@ class OptimizerSpec:
     @property
     def label(self) -> str:
         _, kwargs = self.resolve()
+        kwargs = {k: getattr(v, "text", v) for k, v in kwargs.items()}  # an Equation shows as its text
         settings = ",".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
         return f"{self.name}({settings})"

@@ -137,6 +137,15 @@ class CoordinateLSTM(LearnedOptimizer):
             raw = torch.tanh(raw * self.log_scale.exp() if self.log_scale is not None else raw)
         return self.config.output_scale * raw
 
+    def squash_expr(self, raw: Any) -> Any:
+        """``squash`` of a sympy expression: a rule fitted to raw outputs as the update it implies."""
+        import sympy as sp
+
+        if self.config.tanh:
+            scale = float(self.log_scale.exp()) if self.log_scale is not None else 1.0
+            raw = sp.tanh(raw * sp.Float(scale) if scale != 1.0 else raw)
+        return sp.Float(self.config.output_scale) * raw
+
     def step(self, g: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
         raw, state = self.raw_step(g, state)
         return self.squash(raw), state

@@ -1,4 +1,5 @@
-"""The C kernels of ``native_cell.c``: built once per machine with the system C compiler, loaded by ctypes.
+"""Native C kernels: ``native_cell.c`` (the LSTM cell) and generated rules (``l2o.optim.native_rule``),
+built once per machine with the system C compiler by ``build`` and loaded by ctypes.
 
 The elementwise work of an LSTM step over N coordinates is a handful of passes over memory when
 written as torch ops; in C it is one pass, vectorised (glibc's SIMD exp). Matrix products stay with
@@ -38,39 +39,52 @@ def _cpu_id() -> str:
         return platform.machine() + platform.processor()
 
 
-def _compile(cc: str, out: Path) -> None:
+def _compile(cc: str, source: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         target = Path(tmp) / out.name
-        base = [cc, *FLAGS, "-o", str(target), str(SOURCE)]
+        base = [cc, *FLAGS, "-o", str(target), str(source)]
         for extra in (["-lmvec", "-lm"], ["-DL2O_NO_MVEC", "-lm"]):  # libmvec is glibc-only
             result = subprocess.run([*base, *extra], capture_output=True, text=True)
             if result.returncode == 0:
                 os.replace(target, out)
                 return
-        raise RuntimeError(f"compiling {SOURCE.name} failed: {result.stderr.strip()[:500]}")
+        raise RuntimeError(f"compiling {source.name} failed: {result.stderr.strip()[:500]}")
+
+
+def enabled() -> bool:
+    return os.environ.get("L2O_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def build(source: str, name: str) -> ctypes.CDLL | None:
+    """Compile C ``source`` into a shared library cached under ``name`` and load it; None when native
+    code is off or cannot be built here (the reason is logged)."""
+    if not enabled():
+        return None
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        log.info("native kernels: no C compiler found; using the torch path")
+        return None
+    key = hashlib.sha256((source + " ".join([cc, *FLAGS, _cpu_id()])).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("L2O_CACHE") or Path.home() / ".cache" / "l2o").expanduser()
+    path = cache / "native" / f"{name}-{key}.so"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                src = Path(tmp) / f"{name}.c"
+                src.write_text(source)
+                _compile(cc, src, path)
+        return ctypes.CDLL(str(path))
+    except (OSError, RuntimeError) as err:
+        log.warning("native kernels %s unavailable (%s); using the torch path", name, err)
+        return None
 
 
 @functools.lru_cache(maxsize=1)
 def kernels() -> ctypes.CDLL | None:
-    """The loaded library, or None when native kernels are off or cannot be built here."""
-    if os.environ.get("L2O_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        log.info("native LSTM kernels: no C compiler found; using the torch path")
-        return None
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS, _cpu_id()]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("L2O_CACHE") or Path.home() / ".cache" / "l2o").expanduser()
-    path = cache / "native" / f"lstm_cell-{key}.so"
-    try:
-        if not path.exists():
-            _compile(cc, path)
-        lib = ctypes.CDLL(str(path))
-    except (OSError, RuntimeError) as err:
-        log.warning("native LSTM kernels unavailable (%s); using the torch path", err)
-        return None
-    return lib
+    """The loaded LSTM-cell library, or None when native kernels are off or cannot be built here."""
+    return build(SOURCE.read_text(), "lstm_cell")
 
 
 def usable(*tensors: torch.Tensor) -> bool:

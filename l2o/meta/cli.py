@@ -1,4 +1,7 @@
-"""``l2o meta-train``: meta-train a DM / RP / RP_si LSTM optimizer, with checkpoints and resume."""
+"""``l2o meta-train``: meta-train a DM / RP / RP_si LSTM optimizer, with checkpoints and resume.
+
+The ``MetaTrainConfig`` options are defined once here and shared with ``l2o meta-tune``.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +12,11 @@ import time
 from pathlib import Path
 
 
-def add_meta_train(sub: argparse._SubParsersAction, common, task_args) -> None:
-    from l2o.learned import MODELS
+def add_meta_config_args(p: argparse.ArgumentParser, **defaults) -> None:
+    """The ``MetaTrainConfig`` options, shared by ``meta-train`` and ``meta-tune`` (``defaults`` override)."""
     from l2o.meta import MetaTrainConfig
 
-    d = MetaTrainConfig()
-    p = sub.add_parser("meta-train", help="meta-train an LSTM optimizer (DM, RP, RP_si)",
-                       description="Truncated-BPTT meta-training on fresh optimizees of the meta_train split; "
-                                   "evaluation on meta_valid keeps the best weights. Writes one checkpoint file.")
-    p.add_argument("--model", default="rp", choices=MODELS, help="learned optimizer (default: rp)")
-    p.add_argument("--hidden", default=None, help="LSTM widths, comma-separated (default: 20,20)")
-    p.add_argument("--features", default=None,
-                   help="input features, comma-separated, from l2o.learned.FEATURES (default: the model's)")
-    p.add_argument("--learned-scale", action="store_true", help="learn the pre-tanh output scale (RP, RP_si)")
-    task_args(p)
+    d = dataclasses.replace(MetaTrainConfig(), **defaults)
     p.add_argument("--epochs", type=int, default=None,
                    help=f"optimizees sampled in all; with --resume, extends the run (default: {d.epochs})")
     p.add_argument("--epoch-len", type=int, default=d.epoch_len,
@@ -41,6 +35,8 @@ def add_meta_train(sub: argparse._SubParsersAction, common, task_args) -> None:
                    help=f"epochs between evaluations (default: {d.eval_every})")
     p.add_argument("--eval-seeds", type=int, default=d.eval_seeds,
                    help=f"optimizees per evaluation (default: {d.eval_seeds})")
+    p.add_argument("--eval-split", default=d.eval_split, choices=("meta_train", "meta_valid"),
+                   help=f"split of the evaluations that keep the best weights (default: {d.eval_split})")
     p.add_argument("--imitation-prob", type=float, default=d.imitation_prob,
                    help="probability that a window imitates an Adam teacher (default: 0)")
     p.add_argument("--teacher-lr", type=float, default=d.teacher_lr,
@@ -48,6 +44,33 @@ def add_meta_train(sub: argparse._SubParsersAction, common, task_args) -> None:
     p.add_argument("--max-bad-windows", type=int, default=d.max_bad_windows,
                    help=f"NaN/inf windows tolerated before stopping (default: {d.max_bad_windows})")
     p.add_argument("--seed", type=int, default=d.seed, help="root of every random draw (default: 0)")
+
+
+def meta_config_from_args(args: argparse.Namespace, **defaults):
+    from l2o.meta import MetaTrainConfig
+
+    return MetaTrainConfig(
+        epochs=args.epochs or dataclasses.replace(MetaTrainConfig(), **defaults).epochs, epoch_len=args.epoch_len,
+        unroll=args.unroll, meta_lr=args.meta_lr, grad_clip=args.grad_clip, scale_range=args.scale_range,
+        curriculum=tuple(int(x) for x in args.curriculum.split(",") if x.strip()), patience=args.patience,
+        eval_every=args.eval_every, eval_seeds=args.eval_seeds, eval_split=args.eval_split,
+        imitation_prob=args.imitation_prob,
+        teacher_lr=args.teacher_lr, max_bad_windows=args.max_bad_windows, seed=args.seed)
+
+
+def add_meta_train(sub: argparse._SubParsersAction, common, task_args) -> None:
+    from l2o.learned import MODELS
+
+    p = sub.add_parser("meta-train", help="meta-train an LSTM optimizer (DM, RP, RP_si)",
+                       description="Truncated-BPTT meta-training on fresh optimizees of the meta_train split; "
+                                   "evaluation on meta_valid keeps the best weights. Writes one checkpoint file.")
+    p.add_argument("--model", default="rp", choices=MODELS, help="learned optimizer (default: rp)")
+    p.add_argument("--hidden", default=None, help="LSTM widths, comma-separated (default: 20,20)")
+    p.add_argument("--features", default=None,
+                   help="input features, comma-separated, from l2o.learned.FEATURES (default: the model's)")
+    p.add_argument("--learned-scale", action="store_true", help="learn the pre-tanh output scale (RP, RP_si)")
+    task_args(p)
+    add_meta_config_args(p)
     p.add_argument("--out", default=None,
                    help="checkpoint file (default: <storage>/meta_train/<model>-<task>-<UTC time>/checkpoint.pt)")
     p.add_argument("--resume", default=None, help="continue the run saved in this checkpoint")
@@ -67,7 +90,7 @@ def run_meta_train(args: argparse.Namespace) -> int:
     from l2o.learned import CoordinateLSTM, lstm_config
     from l2o.learned.checkpoint import (configs_from_checkpoint, l2o_from_checkpoint, load_checkpoint,
                                         restore_trainer, save_checkpoint)
-    from l2o.meta import MetaTrainConfig, MetaTrainer
+    from l2o.meta import MetaTrainer
     from l2o.storage import storage_root
 
     task = build_task(args)
@@ -87,12 +110,7 @@ def run_meta_train(args: argparse.Namespace) -> int:
         if args.learned_scale:
             overrides["learned_scale"] = True
         l2o_cfg = lstm_config(args.model, **overrides)
-        meta_cfg = MetaTrainConfig(
-            epochs=args.epochs or MetaTrainConfig.epochs, epoch_len=args.epoch_len, unroll=args.unroll, meta_lr=args.meta_lr,
-            grad_clip=args.grad_clip, scale_range=args.scale_range,
-            curriculum=tuple(int(x) for x in args.curriculum.split(",") if x.strip()), patience=args.patience,
-            eval_every=args.eval_every, eval_seeds=args.eval_seeds, imitation_prob=args.imitation_prob,
-            teacher_lr=args.teacher_lr, max_bad_windows=args.max_bad_windows, seed=args.seed)
+        meta_cfg = meta_config_from_args(args)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         out = Path(args.out) if args.out else (
             storage_root(args.storage) / "meta_train" / f"{args.model}-{args.task}-{stamp}" / "checkpoint.pt")

@@ -17,6 +17,12 @@ skipped and counted; past ``max_bad_windows`` the run stops with ``BadWindowsErr
 
 Everything random is drawn from generators seeded by (seed, epoch, window), so a resumed run repeats
 exactly what an uninterrupted one would have done.
+
+Data-parallel meta-training (several processes, each on its own optimizees) goes through ``Sync``: the
+trainer asks it to average the meta-gradient after each backward pass, to agree on whether a window
+was finite and whether to go on, and to average evaluation losses, so that every process takes the same
+steps and the same decisions. The default ``Sync`` does nothing; the Ray layer supplies one over
+``torch.distributed``. ``on_window`` (if set) receives each window's metrics as they happen.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class MetaTrainConfig:
     patience: int = 5  # evaluations without improvement before advancing the curriculum (or stopping)
     eval_every: int = 5  # epochs between evaluations on the meta_valid split
     eval_seeds: int = 3  # optimizees per evaluation
+    eval_split: str = "meta_valid"  # data split of the evaluations that pick the best weights
     imitation_prob: float = 0.0  # probability that a window imitates the Adam teacher instead
     teacher_lr: float = 1e-3  # the Adam teacher's learning rate
     max_bad_windows: int = 20  # NaN/inf windows tolerated before the run stops
@@ -86,6 +93,20 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class Sync:
+    """Agreement between data-parallel meta-training processes; this one is a single process."""
+
+    def gradients(self, params: list[torch.Tensor]) -> None:
+        """Average the parameters' ``.grad`` across processes (in place)."""
+
+    def all(self, flag: bool) -> bool:
+        """True only if every process says True."""
+        return flag
+
+    def mean(self, value: float) -> float:
+        return value
+
+
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(1)[0])
 
@@ -93,8 +114,11 @@ def _seed(*parts: int) -> int:
 class MetaTrainer:
     """Meta-trains ``l2o`` on ``task``; knows the L2O only through ``LearnedOptimizer``."""
 
-    def __init__(self, l2o: LearnedOptimizer, task: Task, config: MetaTrainConfig = MetaTrainConfig()):
+    def __init__(self, l2o: LearnedOptimizer, task: Task, config: MetaTrainConfig = MetaTrainConfig(),
+                 sync: Sync | None = None):
         self.l2o, self.task, self.config = l2o, task, config
+        self.sync = sync or Sync()
+        self.on_window: Callable[[dict[str, Any]], None] | None = None
         self.meta_opt = torch.optim.Adam(l2o.parameters(), lr=config.meta_lr)
         self.state = TrainState()
         self.best_weights = copy.deepcopy(l2o.state_dict())
@@ -132,7 +156,7 @@ class MetaTrainer:
                 losses.append(loss)
             losses_t = torch.stack(losses)
             finite = bool(torch.isfinite(losses_t).all()) and all(bool(torch.isfinite(u).all()) for u in steps)
-            if not finite:
+            if not self.sync.all(finite):
                 self._bad_window(epoch, window)
                 skipped += 1
                 break  # the optimizee has left the rails: the rest of this epoch teaches nothing
@@ -145,6 +169,7 @@ class MetaTrainer:
                 meta_loss = float(losses_t.sum())
             self.meta_opt.zero_grad(set_to_none=True)
             torch.autograd.backward(steps, out_grads)
+            self.sync.gradients([p for p in self.l2o.parameters() if p.grad is not None])
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.l2o.parameters(), cfg.grad_clip)
             self.meta_opt.step()
@@ -153,6 +178,9 @@ class MetaTrainer:
                 imitation_losses.append(meta_loss / cfg.unroll)
             else:
                 window_losses.append(meta_loss / (cfg.unroll + 1))
+            if self.on_window:
+                self.on_window({"epoch": epoch, "window": window, "horizon": horizon, "imitation": imitate,
+                                "window_loss": (imitation_losses if imitate else window_losses)[-1]})
         # None where the epoch had no window of that kind (all imitation, or stopped by a bad window).
         return {"epoch": epoch, "horizon": horizon,
                 "meta_loss": float(np.mean(window_losses)) if window_losses else None,
@@ -183,11 +211,12 @@ class MetaTrainer:
 
     # -- evaluation -------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, steps: int, seeds: int | None = None, split: str = "meta_valid") -> float:
+    def evaluate(self, steps: int, seeds: int | None = None, split: str | None = None) -> float:
         """Mean over seeds of the loss over the last 10 steps of ``steps``-step runs (inf if any diverged)."""
         finals = []
         for k in range(seeds or self.config.eval_seeds):
-            losses = rollout_l2o(self.l2o, self.task, steps, seed=_seed(self.config.seed, 10**9 + k), split=split)
+            losses = rollout_l2o(self.l2o, self.task, steps, seed=_seed(self.config.seed, 10**9 + k),
+                                 split=split or self.config.eval_split)
             finals.append(float(np.mean(losses[-10:])))
         return float(np.mean(finals)) if all(map(math.isfinite, finals)) else math.inf
 
@@ -199,11 +228,11 @@ class MetaTrainer:
         cfg, st = self.config, self.state
         horizons = cfg.horizons
         deadline = time.monotonic() + max_seconds if max_seconds else math.inf
-        while not st.done and st.epoch < cfg.epochs and time.monotonic() < deadline:
+        while not st.done and st.epoch < cfg.epochs and self.sync.all(time.monotonic() < deadline):
             record = self.train_epoch(st.epoch, horizons[st.level])
             st.epoch += 1
             if st.epoch % cfg.eval_every == 0 or st.epoch == cfg.epochs:
-                record["eval_loss"] = self.evaluate(horizons[st.level])
+                record["eval_loss"] = self.sync.mean(self.evaluate(horizons[st.level]))
                 if record["eval_loss"] < st.best_eval:
                     st.best_eval, st.wait = record["eval_loss"], 0
                     self.best_weights = copy.deepcopy(self.l2o.state_dict())

@@ -1,0 +1,103 @@
+"""Optimizer step time and state memory on ResNet-50's parameter set (25.6 M parameters, 161 tensors).
+
+Compares, in one run on the same parameters and gradients: ``SymbolicOptimizer`` on an RP-style rule
+(``RULE``: two EMA features, m and v, read at lags 0 and 1) through each implementation, torch's Adam
+(foreach; fused too), SGD with momentum (foreach) and the LSTM optimizer (RP 2×20, chunked).
+
+    python benchmarks/optimizer_step.py [--threads 1] [--device cpu|cuda] [--reps 10] [--lstm-reps 2]
+
+Each figure is the median over ``--reps`` steps after two warm-up steps (``torch.compile`` compiles in
+its warm-up). Prints a table; the last line is one JSON object with ``ratio_vs_adam_foreach`` (best
+SymbolicOptimizer path / Adam foreach), ``ratio_vs_adam_fused`` and ``state_bytes_ratio_vs_adam``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torchvision
+
+from l2o.learned import CoordinateLSTM, lstm_config
+from l2o.optim import LSTMOptimizer, SymbolicOptimizer
+
+RULE = "-0.005*tanh(mt_0/0.3) - 0.004*tanh(mt_1/0.3) - 0.002*tanh(gt_0/0.7)"
+
+
+def state_bytes(opt: torch.optim.Optimizer) -> int:
+    if isinstance(opt, LSTMOptimizer):
+        return sum(t.numel() * t.element_size() for s in opt.lstm_state for t in
+                   [*(v for v in s.features if isinstance(v, torch.Tensor)), *s.hidden])
+    return sum(t.numel() * t.element_size() for st in opt.state.values() for t in st.values()
+               if isinstance(t, torch.Tensor))
+
+
+def measure(make, params, grads, reps: int, device: str) -> tuple[float, int]:
+    params = [p.detach().clone().requires_grad_() for p in params]
+    for p, g in zip(params, grads):
+        p.grad = g
+    opt = make(params)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for _ in range(2):
+        opt.step()
+    times = []
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        opt.step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), state_bytes(opt)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    ap.add_argument("--reps", type=int, default=10, help="timed steps per optimizer (default: 10)")
+    ap.add_argument("--lstm-reps", type=int, default=2, help="timed steps of the LSTM optimizer; 0 skips it")
+    ap.add_argument("--lstm-chunk", type=int, default=1 << 20, help="LSTM chunk size in coordinates")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    params = [p.detach().to(args.device) for p in torchvision.models.resnet50().parameters()]
+    grads = [torch.randn_like(p) * 1e-3 for p in params]
+    cuda = args.device.startswith("cuda")
+    rows = {}
+    candidates = {
+        "adam foreach": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
+        "adam fused": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
+        "sgd momentum foreach": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, foreach=True),
+    }
+    for impl in ("single", "foreach", "compile") + (() if cuda else ("native",)):
+        candidates[f"symbolic {impl}"] = lambda ps, impl=impl: SymbolicOptimizer(ps, RULE, impl=impl)
+    for name, make in candidates.items():
+        rows[name] = measure(make, params, grads, args.reps, args.device)
+    if args.lstm_reps:
+        torch.manual_seed(0)
+        l2o = CoordinateLSTM(lstm_config("rp")).to(args.device)
+        rows[f"lstm rp 2x20 (chunk {args.lstm_chunk})"] = measure(
+            lambda ps: LSTMOptimizer(ps, l2o, chunk_size=args.lstm_chunk), params, grads, args.lstm_reps, args.device)
+    adam_t, adam_b = rows["adam foreach"]
+    print(f"ResNet-50 parameters: {sum(p.numel() for p in params) / 1e6:.1f} M in {len(params)} tensors, "
+          f"device {args.device}, {args.threads} thread(s); rule: {RULE}")
+    print(f"{'optimizer':34s} {'ms/step':>10s} {'× adam foreach':>15s} {'state MB':>10s} {'× adam':>8s}")
+    for name, (t, b) in rows.items():
+        print(f"{name:34s} {t * 1e3:10.2f} {t / adam_t:15.2f} {b / 2**20:10.1f} {b / adam_b:8.2f}")
+    symbolic = {k: v for k, v in rows.items() if k.startswith("symbolic")}
+    best = min(symbolic, key=lambda k: symbolic[k][0])
+    print(json.dumps({
+        "device": args.device, "threads": args.threads, "rule": RULE, "best_symbolic_path": best.split()[-1],
+        "ms_per_step": {k: round(v[0] * 1e3, 3) for k, v in rows.items()},
+        "state_mb": {k: round(v[1] / 2**20, 1) for k, v in rows.items()},
+        "ratio_vs_adam_foreach": round(symbolic[best][0] / adam_t, 3),
+        "ratio_vs_adam_fused": round(symbolic[best][0] / rows["adam fused"][0], 3),
+        "state_bytes_ratio_vs_adam": round(symbolic[best][1] / adam_b, 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()

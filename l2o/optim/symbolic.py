@@ -1,0 +1,221 @@
+"""``SymbolicOptimizer``: an update rule written as an equation, as a ``torch.optim.Optimizer``.
+
+    p ← p + lr · f(x),   x = { <feature>_<lag> }   (features of l2o.learned.features, lag 0 = now)
+
+``f`` is any equation over those variables (a distilled rule, or a hand-written one such as
+``-0.001*mt_0``); its sign is part of the rule, as for the learned optimizers it comes from. The
+per-parameter state is exactly what ``f`` needs (``RulePlan``): the moments its features use and ring
+buffers for the lags that cannot be recomputed — e.g. ``mt_0``, ``mt_1``, ``gt_0`` keep two buffers,
+as many as Adam.
+
+Implementations, one signature (``symbolic_update``), all equal to the sympy reference in float64:
+``single`` (a loop over tensors; the form meta-tuning differentiates), ``foreach`` (torch's multi-tensor
+kernels), ``compile`` (``torch.compile`` of the single-tensor form), ``native`` (one generated C loop per
+tensor on CPU: state, features and rule fused into one pass). ``impl=None`` picks native on CPU where it
+builds, else foreach.
+
+``SymbolicRule`` is the same rule as a ``LearnedOptimizer`` over one flat vector, its float constants
+learnable: the meta-trainer tunes it exactly as it trains the LSTMs (stage 3).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any
+
+import sympy as sp
+import torch
+from torch import nn
+
+from l2o.distill.equation import Equation
+from l2o.distill.parse import parse_equation
+from l2o.meta.interface import LearnedOptimizer
+from l2o.optim import native_rule
+from l2o.optim.rule import RulePlan, features, features_at, features_foreach, write_history
+from l2o.optim.sympy_torch import TorchExpression, evaluate_foreach
+
+IMPLS = ("single", "foreach", "compile", "native")
+
+
+def as_expr(equation: str | sp.Expr | Equation) -> sp.Expr:
+    if isinstance(equation, Equation):
+        return equation.expr
+    if isinstance(equation, str):
+        return parse_equation(equation)
+    if isinstance(equation, sp.Expr):
+        return equation
+    raise TypeError(f"equation must be text, a sympy expression or an Equation, got {type(equation).__name__}")
+
+
+def _single(plan: RulePlan, rule: nn.Module, p: torch.Tensor, g: torch.Tensor, state: dict, lr: float) -> dict:
+    inputs, new = features(plan, g, state)
+    p.add_(rule(inputs), alpha=lr)
+    return new
+
+
+def _single_at(plan: RulePlan, rule: nn.Module, p: torch.Tensor, g: torch.Tensor, state: dict, lr, t, c1, c0
+               ) -> dict:
+    """``_single`` with the step and corrections passed in: the form ``torch.compile`` sees."""
+    inputs, new = features_at(plan, g, state, t, c1, c0)
+    p.add_(rule(inputs) * lr)
+    return new
+
+
+def symbolic_update(plan: RulePlan, rule: TorchExpression, params: list[torch.Tensor], grads: list[torch.Tensor],
+                    states: list[dict[str, torch.Tensor]], lr: float, impl: str = "foreach",
+                    compiled=None) -> None:
+    """One step of ``params`` (in place) with their ``states``; ``compiled`` is the compiled ``_single``."""
+    if impl == "single":
+        for p, g, st in zip(params, grads, states):
+            st.update(_single(plan, rule, p, g, st, lr))
+    elif impl == "compile":
+        for p, g, st in zip(params, grads, states):
+            t = int(st["step"]) + 1
+            c1, c0 = (torch.tensor(c, dtype=p.dtype, device=p.device) for c in plan.corrections(t))
+            st.update(compiled(plan, rule, p, g, st, torch.tensor(lr, dtype=p.dtype, device=p.device), t, c1, c0))
+            st["step"].fill_(float(t))
+    elif impl == "foreach":
+        groups = defaultdict(list)  # multi-tensor kernels need one device, dtype and step count
+        for i, (p, st) in enumerate(zip(params, states)):
+            groups[(p.device, p.dtype, int(st["step"]))].append(i)
+        for idx in groups.values():
+            sts = [states[i] for i in idx]
+            inputs, writes = features_foreach(plan, [grads[i] for i in idx], sts)
+            update = evaluate_foreach(rule.expr, inputs)
+            write_history(sts, writes)
+            torch._foreach_add_([params[i] for i in idx], update, alpha=lr)
+    elif impl == "native":
+        lib = native_rule.library(plan, rule.expr)
+        for p, g, st in zip(params, grads, states):
+            if lib is None or not native_rule.usable(p, g):
+                st.update(_single(plan, rule, p, g, st, lr))
+                continue
+            t = int(st["step"]) + 1
+            native_rule.step_tensor(lib, plan, p, g, st, lr, t)
+            st["step"].fill_(float(t))
+    else:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+
+
+class SymbolicOptimizer(torch.optim.Optimizer):
+    """The rule ``p ← p + lr · f(features)`` (see the module docstring); ``lr`` scales the equation's step.
+
+    Args:
+        params: tensors or param groups (each group may set its own ``lr``).
+        equation: text (through the whitelist parser), a sympy expression or an ``Equation``.
+        lr: multiplier of the equation's output (1.0 applies the rule as written).
+        beta, eps: the moment decay and denominator guard of the features (RNNprop: 0.95, 1e-8).
+        impl: "single", "foreach", "compile", "native", or None (native on CPU where it builds, else foreach).
+    """
+
+    def __init__(self, params, equation: str | sp.Expr | Equation, lr: float = 1.0, beta: float = 0.95,
+                 eps: float = 1e-8, impl: str | None = None):
+        if not (isinstance(lr, (int, float)) and lr >= 0):
+            raise ValueError(f"invalid learning rate: {lr}")
+        if impl is not None and impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
+        expr = as_expr(equation)
+        self.plan = RulePlan.of(expr, beta, eps)
+        self.rule = TorchExpression(expr)
+        self.impl = impl
+        self._compiled = None
+        super().__init__(params, {"lr": float(lr)})
+
+    def _impl_for(self, params: list[torch.Tensor]) -> str:
+        if self.impl:
+            return self.impl
+        cpu = all(p.device.type == "cpu" for p in params)
+        return "native" if cpu and native_rule.library(self.plan, self.rule.expr) is not None else "foreach"
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, states = [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("SymbolicOptimizer does not support sparse gradients")
+                if not self.state[p]:
+                    self.state[p].update(self.plan.init_state(p))
+                params.append(p)
+                grads.append(p.grad)
+                states.append(self.state[p])
+            if not params:
+                continue
+            impl = self._impl_for(params)
+            if impl == "compile" and self._compiled is None:
+                self._compiled = torch.compile(_single_at, dynamic=True)
+            symbolic_update(self.plan, self.rule, params, grads, states, group["lr"], impl, self._compiled)
+        return loss
+
+    def state_bytes(self) -> int:
+        """Bytes of per-parameter state held now (the step counters included)."""
+        return sum(t.numel() * t.element_size() for st in self.state.values() for t in st.values()
+                   if isinstance(t, torch.Tensor))
+
+
+class SymbolicRule(LearnedOptimizer):
+    """A rule as a ``LearnedOptimizer`` over one flat vector; its float constants are learnable, each
+    through its relative change (``TorchExpression(learn_constants="relative")``)."""
+
+    def __init__(self, equation: str | sp.Expr | Equation, beta: float = 0.95, eps: float = 1e-8):
+        super().__init__()
+        expr = as_expr(equation)
+        self.plan = RulePlan.of(expr, beta, eps)
+        self.rule = TorchExpression(expr, learn_constants="relative")
+        self.config = {"equation": sp.sstr(expr), "beta": beta, "eps": eps}
+        if not self.rule.constants.numel():
+            raise ValueError(f"{sp.sstr(expr)} has no float constant to tune")
+
+    def init_state(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.plan.init_state(like)
+
+    def step(self, g: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        inputs, new = features(self.plan, g, state)
+        return self.rule(inputs), new
+
+    def detach_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return state  # the features depend on gradients only, which the trainer already detaches
+
+    def to_sympy(self) -> sp.Expr:
+        return self.rule.to_sympy()
+
+
+def load_equation(spec: str | os.PathLike) -> Equation:
+    """An equation from text, an ``Equation`` JSON file, or a distillation's ``equations.json``
+    (its ``update_rule``: the chosen equation turned into the step the learned optimizer takes)."""
+    from pathlib import Path
+    import json
+
+    path = Path(spec)
+    if isinstance(spec, os.PathLike) or (len(str(spec)) < 4096 and path.suffix == ".json" and path.is_file()):
+        doc: Any = json.loads(path.read_text())
+        if "update_rule" in doc:
+            doc = doc["update_rule"]
+        elif "equation" not in doc:
+            raise ValueError(f"{path}: neither an equation nor a distillation result (no 'update_rule')")
+        return Equation.from_dict(doc)
+    return Equation(parse_equation(str(spec)))
+
+
+def psi_rule(features: list[str], lags: list[int], weight: float = 1e-3, gamma: float = 1.0) -> sp.Expr:
+    """The paper's large-scale form ψ = −Σ_feature Σ_lag W·γ·tanh(x/γ) as an equation, ready to meta-tune.
+
+    Each term starts at W·(1 + k/100) and γ·(1 + k/100) for its index k: equal floats would be one
+    constant to ``TorchExpression``, and every term must be free to move on its own.
+    """
+    if not features or not lags:
+        raise ValueError("psi needs at least one feature and one lag")
+    terms = []
+    for k, (f, lag) in enumerate((f, lag) for f in features for lag in lags):
+        w, g = sp.Float(weight * (1 + k / 100)), sp.Float(gamma * (1 + k / 100))
+        terms.append(-w * g * sp.tanh(sp.Symbol(f"{f}_{lag}") / g))
+    expr = sp.Add(*terms)
+    RulePlan.of(expr)  # unknown features fail here
+    return expr

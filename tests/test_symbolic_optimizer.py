@@ -1,0 +1,176 @@
+"""SymbolicOptimizer: every implementation equals a slow sympy reference in float64; state and export."""
+
+import copy
+import importlib.util
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+from l2o.distill import parse_equation
+from l2o.learned.features import FeatureExtractor
+from l2o.optim import SymbolicOptimizer
+from l2o.optim.rule import RulePlan, parse_variable
+from l2o.optim.symbolic import IMPLS
+
+SHAPES = [(5, 3), (7,), (2, 2, 2), (1,)]
+RULES = {
+    # every feature, lags that are free (1 of stateful features), buffered (g, gt, lag ≥ 2) and step lags
+    "all_features": ("-0.01*tanh(mt_0/0.5) - 0.003*tanh(gt_0) + 0.002*mt_1 - 0.001*g_2 + 0.0005*step_1*m_p25_0"
+                     " - 0.001*g_ema90_3 + 0.0001*sqrt_vhat_1 + 0.001*asinh(mt_3) - 0.01*m_p3_2 + 0.02*gt_2"
+                     " + 0.1*mhat_0*exp(-abs(g_ema50_1)) + 0.3*m_1 - sign(g_ema99_0)*1e-4 + 0.01*m_p2_1"),
+    "rp_style": "-0.005*tanh(mt_0/0.3) - 0.004*tanh(mt_1/0.3) - 0.002*tanh(gt_0/0.7)",
+    "operators": "-0.01*sinh(0.5*mt_0) + 0.001*square(gt_0) - 0.001*cube(g_1) + 0.001*log(abs(g_0) + 1e-3) - relu(mt_0)*1e-3"
+                 " + 0.002*sqrt(gt_1) + max(mt_0, gt_0)*1e-3 - 0.001*pow(mt_1, 1.5) + 1e-4/(1 + square(gt_0))",
+}
+
+
+def _grad(p: torch.Tensor, k: int) -> torch.Tensor:
+    g = torch.sin(3 * p.detach() + k) + 0.1 * k
+    if k == 3:
+        g[..., 0] = 0.0  # exact zeros (log, sign, zero second moment) must agree as well
+    return g
+
+
+def reference(rule: str, steps: int, lr: float = 1.0) -> torch.Tensor:
+    """Each tensor: FeatureExtractor on its gradient, full history kept, the rule by sympy's lambdify."""
+    expr = parse_equation(rule)
+    names = sorted(str(s) for s in expr.free_symbols)
+    feats = sorted({parse_variable(n)[0] for n in names})
+    fn = sp.lambdify([sp.Symbol(n) for n in names], expr, "numpy")
+    torch.manual_seed(0)
+    params = [torch.randn(s, dtype=torch.float64) for s in SHAPES]
+    extractors = [FeatureExtractor(tuple(feats)) for _ in params]
+    states = [fx.init(p.reshape(-1)) for fx, p in zip(extractors, params)]
+    history = [[] for _ in params]
+    for k in range(steps):
+        for i, p in enumerate(params):
+            x, states[i] = extractors[i].update(_grad(p, k).reshape(-1), states[i])
+            history[i].append(x.numpy())
+            args = []
+            for n in names:
+                f, lag = parse_variable(n)
+                t = len(history[i]) - lag
+                args.append(history[i][t - 1][feats.index(f)] if t >= 1 else np.zeros(p.numel()))
+            with np.errstate(all="ignore"):
+                update = np.broadcast_to(fn(*args), (p.numel(),))
+            p += lr * torch.from_numpy(np.array(update)).view_as(p)
+    return torch.cat([p.reshape(-1) for p in params])
+
+
+def run(rule: str, impl: str, steps: int, lr: float = 1.0, dtype=torch.float64) -> torch.Tensor:
+    torch.manual_seed(0)
+    params = [torch.randn(s, dtype=dtype, requires_grad=True) for s in SHAPES]
+    opt = SymbolicOptimizer(params, rule, lr=lr, impl=impl)
+    for k in range(steps):
+        for p in params:
+            p.grad = _grad(p, k)
+        opt.step()
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
+# torch.compile takes seconds per rule: it is proven on the RP-style rule only.
+@pytest.mark.parametrize("rule,impl", [(r, i) for r in sorted(RULES) for i in IMPLS if i != "compile" or r == "rp_style"])
+def test_every_path_equals_sympy_reference_float64(rule, impl):
+    ref = reference(RULES[rule], steps=7, lr=0.5)
+    got = run(RULES[rule], impl, steps=7, lr=0.5)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    assert not torch.equal(ref, reference(RULES[rule], steps=6, lr=0.5))  # the steps moved the parameters
+
+
+def test_native_path_is_really_native():
+    from l2o.optim import native_rule
+
+    expr = parse_equation(RULES["all_features"])
+    if native_rule.library(RulePlan.of(expr), expr) is None:
+        pytest.skip("no C compiler here: the native path falls back to the single-tensor path")
+    source = native_rule.c_source(RulePlan.of(expr), expr)
+    assert "void rule_f32" in source and "void rule_f64" in source and "tanhf(" in source
+
+
+def test_float32_paths_agree():
+    ref = run(RULES["rp_style"], "single", steps=10, dtype=torch.float32)
+    for impl in ("foreach", "native"):
+        torch.testing.assert_close(run(RULES["rp_style"], impl, steps=10, dtype=torch.float32), ref,
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_state_is_only_what_the_rule_needs():
+    assert RulePlan.of(parse_equation(RULES["rp_style"])).state_keys == ("m", "v")  # mt_1 costs nothing
+    plan = RulePlan.of(parse_equation("0.1*g_3 + 0.2*mt_2 + step_5"))
+    assert plan.state_keys == ("m", "v", "hist_mt", "hist_g") and plan.state_floats() == 2 + 1 + 3
+    p = torch.zeros(4, requires_grad=True)
+    opt = SymbolicOptimizer([p], RULES["rp_style"])
+    p.grad = torch.ones(4)
+    opt.step()
+    adam = torch.optim.Adam([q := torch.zeros(4, requires_grad=True)])
+    q.grad = torch.ones(4)
+    adam.step()
+    adam_bytes = sum(t.numel() * t.element_size() for t in adam.state[q].values())
+    assert opt.state_bytes() <= adam_bytes
+
+
+@pytest.mark.parametrize("impl", ["foreach", "native", "single"])
+def test_state_dict_round_trip_mid_run(impl):
+    rule = RULES["all_features"]
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)).double()
+    opt = SymbolicOptimizer(model.parameters(), rule, impl=impl)
+    x, y = torch.randn(16, 4, dtype=torch.float64), torch.randn(16, 1, dtype=torch.float64)
+    closure = lambda m, o: lambda: (o.zero_grad(), torch.nn.functional.mse_loss(m(x), y).backward())  # noqa: E731
+    for _ in range(5):
+        opt.step(closure(model, opt))
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    for _ in range(3):
+        opt.step(closure(model, opt))
+    twin = copy.deepcopy(model)
+    twin.load_state_dict(saved_model)
+    opt2 = SymbolicOptimizer(twin.parameters(), rule, impl=impl)
+    opt2.load_state_dict(saved_opt)
+    for _ in range(3):
+        opt2.step(closure(twin, opt2))
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_param_groups_closure_and_errors():
+    a, b = torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)
+    opt = SymbolicOptimizer([{"params": [a]}, {"params": [b], "lr": 0.0}], "-0.1*g_0")
+    loss = opt.step(lambda: (a.sum() + b.sum()).backward() or torch.tensor(1.5))
+    assert float(loss) == 1.5
+    assert torch.allclose(a, torch.full((3,), 0.9)) and torch.equal(b, torch.ones(3))
+    with pytest.raises(ValueError, match="learning rate"):
+        SymbolicOptimizer([a], "-g_0", lr=-1)
+    with pytest.raises(ValueError, match="feature"):
+        SymbolicOptimizer([a], "-0.1*grad_0")
+    with pytest.raises(ValueError, match="impl"):
+        SymbolicOptimizer([a], "-0.1*g_0", impl="fast")
+    with pytest.raises(ValueError):
+        SymbolicOptimizer([a], "__import__('os')")
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_exported_file_matches_step_for_step(rule, tmp_path):
+    from l2o.distill import Equation
+    from l2o.optim.export import export_optimizer
+
+    eq = Equation(parse_equation(RULES[rule]), r2=0.97, meta={"source": "test"})
+    path = tmp_path / "my_rule.py"
+    path.write_text(export_optimizer(eq, name="MyRule"))
+    source = path.read_text()
+    assert "import l2o" not in source and "from l2o" not in source and "LaTeX: " in source and ".. math::" in source
+    spec = importlib.util.spec_from_file_location("my_rule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    params = [torch.randn(s, dtype=torch.float64, requires_grad=True) for s in SHAPES]
+    twins = [p.detach().clone().requires_grad_() for p in params]
+    ours, theirs = SymbolicOptimizer(params, eq, lr=0.5, impl="single"), module.MyRule(twins, lr=0.5)
+    for k in range(7):
+        for p, q in zip(params, twins):
+            p.grad, q.grad = _grad(p, k), _grad(q, k)
+        ours.step()
+        theirs.step()
+        for p, q in zip(params, twins):
+            torch.testing.assert_close(q, p, rtol=1e-10, atol=1e-12)
