@@ -28,7 +28,7 @@ demo: $(STAMP)
 		--seeds $(DEMO_SEEDS) --out $(DEMO_OUT)/eval
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

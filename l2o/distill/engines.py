@@ -26,7 +26,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from l2o.distill.equation import Equation, complexity
+from l2o.distill.equation import Equation
 from l2o.distill.parse import EquationError, parse_equation
 from l2o.optim.sympy_torch import TorchExpression
 

@@ -123,5 +123,8 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
 
 
 def load_dataset(folder: str | Path) -> Dataset:
+    """A dataset folder: ``data.parquet`` or the shards its manifest lists (written in parallel), in order."""
     folder = Path(folder)
-    return Dataset(pd.read_parquet(folder / "data.parquet"), json.loads((folder / "manifest.json").read_text()))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = [folder / name for name in manifest.get("shards", ["data.parquet"])]
+    return Dataset(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True), manifest)

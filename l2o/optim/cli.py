@@ -39,16 +39,13 @@ def add_meta_tune(sub: argparse._SubParsersAction, common, task_args) -> None:
 
 
 def run_meta_tune(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from tqdm.auto import tqdm
 
     from l2o.cli import build_task
     from l2o.distill import Equation
-    from l2o.meta import MetaTrainer
     from l2o.meta.cli import meta_config_from_args
     from l2o.optim.export import export_optimizer
-    from l2o.optim.symbolic import SymbolicRule, load_equation, psi_rule
+    from l2o.optim.symbolic import load_equation, meta_tune, psi_rule
     from l2o.storage import storage_root
 
     if (args.equation is None) == (args.psi is None):
@@ -60,11 +57,7 @@ def run_meta_tune(args: argparse.Namespace) -> int:
     else:
         source = load_equation(args.equation)
     task = build_task(args)
-    rule = SymbolicRule(source, beta=args.beta, eps=args.eps).to(device=task.device, dtype=task.dtype)
     cfg = meta_config_from_args(args, epochs=50)
-    trainer = MetaTrainer(rule, task, cfg)
-    before = trainer.evaluate(cfg.horizons[-1])
-    trainer.state.best_eval = before  # the source constants are a candidate: tuning never makes the rule worse
     bar = tqdm(total=cfg.epochs, desc="meta-tune", unit="epoch", disable=args.no_progress)
 
     def on_epoch(record):
@@ -72,16 +65,13 @@ def run_meta_tune(args: argparse.Namespace) -> int:
         bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("meta_loss", "eval_loss")
                          and isinstance(v, float)})
 
-    state = trainer.fit(on_epoch, max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    tuned, state = meta_tune(source, task, cfg, args.beta, args.eps, on_epoch,
+                             max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     bar.close()
-    after = trainer.evaluate(cfg.horizons[-1])
+    before, after = tuned.meta["eval_loss_before"], tuned.meta["eval_loss_after"]
     out = Path(args.out) if args.out else (
         storage_root(args.storage) / "meta_tune" / f"{args.task}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
     out.mkdir(parents=True, exist_ok=True)
-    tuned = Equation(rule.to_sympy(), meta={
-        **source.meta, "source_equation": source.text, "task": {"name": args.task, "options": list(args.task_opt)},
-        "meta_config": dataclasses.asdict(cfg), "beta": args.beta, "eps": args.eps, "epochs": state.epoch,
-        "eval_loss_before": before, "eval_loss_after": after})
     (out / "equation.json").write_text(json.dumps({**tuned.to_dict(), "update_rule": tuned.to_dict(),
                                                    "history": state.history}, indent=1, default=str))
     (out / "optimizer.py").write_text(export_optimizer(tuned, name="MetaTunedRule", beta=args.beta, eps=args.eps))

@@ -219,3 +219,28 @@ def psi_rule(features: list[str], lags: list[int], weight: float = 1e-3, gamma: 
     expr = sp.Add(*terms)
     RulePlan.of(expr)  # unknown features fail here
     return expr
+
+
+def meta_tune(source: Equation, task, config, beta: float = 0.95, eps: float = 1e-8, callback=None,
+              max_seconds: float | None = None) -> tuple[Equation, Any]:
+    """Stage 3: ``source``'s constants meta-learned on ``task`` by ``MetaTrainer`` under ``config``.
+
+    The source constants are the first candidate, so the result is never worse than the source on the
+    evaluation split. Returns the tuned equation (its ``meta`` records the before/after evaluation
+    losses and the run) and the trainer's final ``TrainState``.
+    """
+    import dataclasses
+
+    from l2o.meta import MetaTrainer
+
+    rule = SymbolicRule(source, beta=beta, eps=eps).to(device=task.device, dtype=task.dtype)
+    trainer = MetaTrainer(rule, task, config)
+    before = trainer.evaluate(config.horizons[-1])
+    trainer.state.best_eval = before
+    state = trainer.fit(callback, max_seconds=max_seconds)
+    after = trainer.evaluate(config.horizons[-1])
+    tuned = Equation(rule.to_sympy(), meta={
+        **source.meta, "source_equation": source.text, "task": task.describe(),
+        "meta_config": dataclasses.asdict(config), "beta": beta, "eps": eps, "epochs": state.epoch,
+        "eval_loss_before": before, "eval_loss_after": after})
+    return tuned, state
