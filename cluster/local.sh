@@ -6,7 +6,8 @@
 # default (nothing listens beyond loopback); set RAY_AUTH_MODE=token to require the token in
 # ~/.ray/auth_token (or RAY_AUTH_TOKEN) from every client, `ray job submit` included.
 # The project's .venv is activated first, so that job entrypoints run with its Python.
-# Settings: RAY_PORT (6379), RAY_DASHBOARD_PORT (8265), RAY_NUM_CPUS, RAY_NUM_GPUS, RAY_TMPDIR (/tmp/ray).
+# Settings: RAY_PORT (6379), RAY_DASHBOARD_PORT (8265), RAY_NUM_CPUS, RAY_NUM_GPUS, RAY_TMPDIR (/tmp/ray),
+# RAY_START_ARGS (more `ray start` flags, e.g. --dashboard-agent-listen-port=… to move Ray's fixed ports).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ -z "${VIRTUAL_ENV:-}" && -f "$ROOT/.venv/bin/activate" ]]; then
@@ -27,6 +28,8 @@ case "${1:-status}" in
           --temp-dir="$TMPDIR_RAY")
     [[ -n "${RAY_NUM_CPUS:-}" ]] && args+=(--num-cpus="$RAY_NUM_CPUS")
     [[ -n "${RAY_NUM_GPUS:-}" ]] && args+=(--num-gpus="$RAY_NUM_GPUS")
+    # shellcheck disable=SC2206
+    [[ -n "${RAY_START_ARGS:-}" ]] && args+=(${RAY_START_ARGS})
     ray start "${args[@]}"
     echo "dashboard and job API: http://127.0.0.1:$DASHBOARD_PORT"
     echo "export RAY_ADDRESS=http://127.0.0.1:$DASHBOARD_PORT   # then: ray job submit --working-dir . -- python jobs/meta_train.py --smoke"

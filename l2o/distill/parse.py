@@ -25,6 +25,7 @@ MAX_CHARS = 10_000
 MAX_NODES = 2_000
 MAX_DEPTH = 60
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_NOT_A_NUMBER = {"nan", "inf", "infinity", "oo", "zoo"}  # names that read as non-finite constants
 
 
 class EquationError(ValueError):
@@ -85,6 +86,8 @@ def _build(node: ast.AST, allowed: set[str] | None, depth: int) -> sp.Expr:
         name = node.id
         if not _NAME.match(name) or name in FUNCTIONS:
             raise EquationError(f"name {name!r} is not allowed")
+        if name.lower() in _NOT_A_NUMBER:
+            raise EquationError(f"{name!r} is not a finite number (and not a variable name this parser accepts)")
         if allowed is not None and name not in allowed:
             raise EquationError(f"unknown variable {name!r}; expected among {sorted(allowed)}")
         return sp.Symbol(name, real=True)

@@ -139,7 +139,7 @@ def train(spec: OptimizerSpec, config: LargeRunConfig, data: dict[str, Any], dev
             opt.step()
             if sched:
                 sched.step()
-            total, count = total + float(loss) * len(idx), count + len(idx)
+            total, count = total + loss.item() * len(idx), count + len(idx)
         test_loss, accuracy = evaluate(model, xte, yte, prep, config.batch_size * 2, autocast)
         history.append({"epoch": epoch + 1, "train_loss": total / count, "test_loss": test_loss,
                         "test_accuracy": accuracy, "seconds": time.perf_counter() - t0})

@@ -1,0 +1,133 @@
+"""``/jobs``: submit the project's Ray jobs through the Jobs API, list them, follow them, stop them."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from sqlalchemy import select
+
+from services.api.db import JobRow
+from services.api.deps import SessionDep, SettingsDep, get_or_404, ray_jobs, read_access, require_token
+from services.api.schemas import JobCreate, JobDetail, JobOut
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+SCRIPTS = {"meta_train": "meta_train.py", "generate": "generate_dataset.py", "distill": "distill.py",
+           "pipeline": "pipeline.py"}
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+JobId = Annotated[str, Path(max_length=128)]
+
+
+def validate_config(kind: str, config: dict[str, Any], smoke: bool) -> dict[str, Any]:
+    """The job's full config (smoke base + given fields), checked by the job's own dataclass."""
+    from cluster.config import DistillJob, GenerateJob, MetaTrainJob, PipelineJob, _merge, from_dict
+
+    cls = {"meta_train": MetaTrainJob, "generate": GenerateJob, "distill": DistillJob, "pipeline": PipelineJob}[kind]
+    try:
+        job = from_dict(cls, _merge(dataclasses.asdict(cls.smoke()) if smoke else {}, config))
+    except (TypeError, ValueError) as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid {kind} config: {err}") from err
+    if kind == "generate" and not job.checkpoint:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a generate job needs config.checkpoint")
+    if kind == "distill" and not job.dataset:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a distill job needs config.dataset")
+    return dataclasses.asdict(job)
+
+
+def submit(client, settings, kind: str, full: dict[str, Any]) -> str:
+    path = settings.service_dir / "configs" / f"{kind}-{uuid.uuid4().hex[:12]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(full, indent=1, default=str))
+    entrypoint = f"python jobs/{SCRIPTS[kind]} --config {path} --storage {settings.storage}"
+    try:
+        return client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": settings.job_working_dir})
+    except RuntimeError as err:  # e.g. "No available agent to submit job, please try again later"
+        path.unlink(missing_ok=True)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Ray did not take the job: {err}",
+                            headers={"Retry-After": "10"}) from err
+
+
+def _ts(ms: int | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc) if ms else None
+
+
+def refresh(client, row: JobRow) -> None:
+    """Bring a row up to date with Ray (only while it is not finished)."""
+    if row.status in TERMINAL:
+        return
+    try:
+        info = client.get_job_info(row.id)
+    except Exception as err:  # the Jobs API answers unknown ids and lost clusters with varied errors
+        row.message = f"status unavailable: {err}"[:2000]
+        return
+    row.status, row.message = str(info.status.value), info.message
+    row.started, row.ended = _ts(info.start_time), _ts(info.end_time)
+    if row.status in TERMINAL:
+        row.result = last_json(client.get_job_logs(row.id))
+
+
+def last_json(logs: str) -> dict[str, Any] | None:
+    for line in reversed(logs.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        return value if isinstance(value, dict) else None
+    return None
+
+
+@router.post("", response_model=JobOut, status_code=status.HTTP_201_CREATED,
+             dependencies=[Depends(require_token)])
+def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep, client=Depends(ray_jobs)) -> JobRow:
+    full = validate_config(body.kind, body.config, body.smoke)
+    job_id = submit(client, settings, body.kind, full)
+    row = JobRow(id=job_id, kind=body.kind, config=full, status="PENDING")
+    session.add(row)
+    session.commit()
+    return row
+
+
+@router.get("", response_model=list[JobOut], dependencies=[Depends(read_access)])
+def list_jobs(session: SessionDep, settings: SettingsDep, kind: str | None = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobRow]:
+    query = select(JobRow).order_by(JobRow.created.desc()).limit(limit)
+    if kind:
+        query = query.where(JobRow.kind == kind)
+    rows = list(session.scalars(query))
+    if any(r.status not in TERMINAL for r in rows) and settings.ray_address:
+        client = ray_jobs(settings)
+        for r in rows:
+            refresh(client, r)
+        session.commit()
+    return rows
+
+
+@router.get("/{job_id}", response_model=JobDetail, dependencies=[Depends(read_access)])
+def get_job(job_id: JobId, session: SessionDep, settings: SettingsDep,
+            lines: Annotated[int, Query(ge=1, le=2000, description="log lines")] = 50) -> JobDetail:
+    row = get_or_404(session, JobRow, job_id, "job")
+    tail = ""
+    if settings.ray_address:
+        client = ray_jobs(settings)
+        refresh(client, row)
+        session.commit()
+        try:
+            tail = "\n".join(client.get_job_logs(job_id).splitlines()[-lines:])
+        except Exception as err:  # logs of a job the cluster no longer knows
+            tail = f"(logs unavailable: {err})"
+    return JobDetail(**JobOut.model_validate(row).model_dump(), log_tail=tail,
+                     dashboard=f"{settings.dashboard_url}/#/jobs/{job_id}" if settings.dashboard_url else None)
+
+
+@router.delete("/{job_id}", response_model=JobOut, dependencies=[Depends(require_token)])
+def stop_job(job_id: JobId, session: SessionDep, client=Depends(ray_jobs)) -> JobRow:
+    row = get_or_404(session, JobRow, job_id, "job")
+    if row.status not in TERMINAL:
+        client.stop_job(job_id)
+        refresh(client, row)
+        session.commit()
+    return row

@@ -1,0 +1,61 @@
+"""Service settings, from environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="L2O_", extra="ignore")
+
+    storage: str = Field(default_factory=lambda: str(Path.home() / ".l2o" / "storage"),
+                         description="storage root (L2O_STORAGE)")
+    database_url: str | None = Field(default=None, description="registry database (L2O_DATABASE_URL); "
+                                                               "default: SQLite under <storage>/service")
+    api_token: str | None = Field(default=None, description="bearer token of mutating endpoints (L2O_API_TOKEN); "
+                                                            "default: generated once, kept in <storage>/service/api_token")
+    read_open: bool = Field(default=True, description="read endpoints without the token (L2O_READ_OPEN)")
+    ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS",
+                                    description="Ray dashboard / Jobs API address (RAY_ADDRESS)")
+    max_upload_mb: float = Field(default=50.0, description="largest /distill upload (L2O_MAX_UPLOAD_MB)")
+    sync_distill_rows: int = Field(default=20_000, description="/distill runs in the request up to this many rows")
+    sync_distill_seconds: float = Field(default=60.0, description="time bound of a synchronous /distill")
+    job_working_dir: str = Field(default_factory=lambda: str(Path(__file__).resolve().parents[2]),
+                                 description="working_dir of submitted jobs: the project (L2O_JOB_WORKING_DIR)")
+
+    @property
+    def service_dir(self) -> Path:
+        path = Path(self.storage).expanduser() / "service"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.service_dir / 'registry.db'}"
+
+    @property
+    def dashboard_url(self) -> str | None:
+        if not self.ray_address:
+            return None
+        return self.ray_address if self.ray_address.startswith("http") else None
+
+    def token(self) -> str:
+        """The bearer token: the setting, else one generated once and kept (mode 600) in the storage root."""
+        if self.api_token:
+            return self.api_token
+        path = self.service_dir / "api_token"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            os.chmod(path, 0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,75 @@
+"""Reading uploaded datasets (Parquet, CSV, NPZ) safely: bounded size, numeric finite columns, plain names."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pandas as pd
+from fastapi import HTTPException, UploadFile, status
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+MIN_ROWS = 10
+MAX_COLUMNS = 200
+
+
+def _bad(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+
+
+async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
+    chunks, size = [], 0
+    while chunk := await upload.read(1 << 20):
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                f"upload larger than {max_bytes / 2**20:.0f} MB (L2O_MAX_UPLOAD_MB)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_table(data: bytes, filename: str) -> pd.DataFrame:
+    """A numeric frame from Parquet, CSV or NPZ (``X``, ``y`` and optional ``feature_names``; target ``y``)."""
+    name = (filename or "").lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(io.BytesIO(data))
+        elif name.endswith(".csv"):
+            frame = pd.read_csv(io.BytesIO(data))
+        elif name.endswith(".npz"):
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                X, y = np.asarray(z["X"]), np.asarray(z["y"])
+                names = [str(n) for n in z["feature_names"]] if "feature_names" in z else [
+                    f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0)]
+            if X.ndim != 2 or y.ndim != 1 or len(X) != len(y) or len(names) != X.shape[1]:
+                raise _bad("npz needs X (rows × features), y (rows) and optionally feature_names (features)")
+            frame = pd.DataFrame(X, columns=names).assign(y=y)
+        else:
+            raise _bad("upload a .parquet, .csv or .npz file")
+    except HTTPException:
+        raise
+    except Exception as err:  # every parser raises its own family of errors on malformed input
+        raise _bad(f"could not read {filename!r}: {type(err).__name__}: {str(err)[:200]}") from err
+    return frame
+
+
+def features_and_target(frame: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if target not in frame.columns:
+        raise _bad(f"no target column {target!r} (columns: {list(map(str, frame.columns))[:20]})")
+    cols = [str(c) for c in frame.columns if c != target]
+    if not cols or len(cols) > MAX_COLUMNS:
+        raise _bad(f"need 1..{MAX_COLUMNS} feature columns besides the target, got {len(cols)}")
+    bad = [c for c in cols if not _NAME.match(c)]
+    if bad:
+        raise _bad(f"feature names must be identifiers (letters, digits, _): {bad[:5]}")
+    try:
+        X = frame[cols].to_numpy(np.float64)
+        y = frame[target].to_numpy(np.float64)
+    except (TypeError, ValueError) as err:
+        raise _bad(f"every column must be numeric: {err}") from err
+    if len(y) < MIN_ROWS:
+        raise _bad(f"need at least {MIN_ROWS} rows, got {len(y)}")
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        raise _bad("the data holds NaN or infinite values")
+    return X, y, cols
