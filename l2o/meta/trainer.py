@@ -59,7 +59,7 @@ class MetaTrainConfig:
     scale_range: float = 0.0  # random parameter scaling c = exp(U(-r, r)); 0 disables
     curriculum: tuple[int, ...] = ()  # horizons, e.g. (100, 200, 500, 1000, 2000, 3000); () = epoch_len only
     patience: int = 5  # evaluations without improvement before advancing the curriculum (or stopping)
-    eval_every: int = 5  # epochs between evaluations on the meta_valid split
+    eval_every: int = 5  # epochs between evaluations (on eval_split)
     eval_seeds: int = 3  # optimizees per evaluation
     eval_split: str = "meta_valid"  # data split of the evaluations that pick the best weights
     imitation_prob: float = 0.0  # probability that a window imitates the Adam teacher instead
