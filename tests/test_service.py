@@ -161,6 +161,10 @@ def test_malformed_input_is_rejected_with_nothing_written(service):
             c.post("/distill", data={"settings": "{not json"}, files={"file": ("x.csv", b"a,y\n", "text/csv")},
                    headers=AUTH),
             c.post("/distill", data={"dataset_id": "../../etc"}, headers=AUTH),
+            c.post("/distill", data={"settings": '{"population": "many"}'},
+                   files={"file": ("x.csv", b"a,y\n" + b"1,2\n" * 20, "text/csv")}, headers=AUTH),
+            c.post("/distill", data={"settings": '{"operators": "add,teleport"}'},
+                   files={"file": ("x.csv", b"a,y\n" + b"1,2\n" * 20, "text/csv")}, headers=AUTH),
         ]
         with service.client() as fresh:  # a 10 MB body: refused from its declared length, the connection closed
             cases.append(fresh.post("/equations", json={"equation": "mt_0 + " + "1" * (10 * 2**20)}, headers=AUTH))

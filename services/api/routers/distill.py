@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile, status
 
+from l2o.distill.engines import ENGINES
 from services.api.db import JobRow
 from services.api.deps import SessionDep, SettingsDep, ray_jobs, require_token
 from services.api.registry import register
@@ -30,6 +31,19 @@ def _settings(text: str) -> dict[str, Any]:
     if not isinstance(value, dict) or set(value) - SR_KEYS:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"settings must be an object with keys among {sorted(SR_KEYS)}")
+    limits = {"max_complexity": (1, 200), "population": (10, 100_000), "generations": (1, 100_000),
+              "seed": (0, 2**31 - 1)}
+    for key, (lo, hi) in limits.items():
+        if key in value and not (isinstance(value[key], int) and not isinstance(value[key], bool)
+                                 and lo <= value[key] <= hi):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"settings.{key} must be an integer in [{lo}, {hi}]")
+    if "time_limit" in value and not (isinstance(value["time_limit"], (int, float))
+                                      and 0 < value["time_limit"] <= 3600):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "settings.time_limit must be in (0, 3600] seconds")
+    if "engine" in value and value["engine"] not in ENGINES:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"settings.engine must be one of {ENGINES}")
+    if "operators" in value and not isinstance(value["operators"], (str, list)):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "settings.operators: a comma-separated string or a list")
     return value
 
 
@@ -77,9 +91,14 @@ async def distill(session: SessionDep, settings: SettingsDep,
                                                           "rows": len(y), "source": file.filename}))
         return _as_job(session, settings, {"dataset": str(folder), "columns": cols, "target": "update"}, sr,
                        rows=len(y))
-    with anyio.fail_after(settings.sync_distill_seconds + 30):
-        fitted, front, engine, seconds = await anyio.to_thread.run_sync(
-            _search, X, y, cols, sr, settings.sync_distill_seconds)
+    try:
+        with anyio.fail_after(settings.sync_distill_seconds + 30):
+            fitted, front, engine, seconds = await anyio.to_thread.run_sync(
+                _search, X, y, cols, sr, settings.sync_distill_seconds)
+    except (ValueError, TypeError) as err:  # settings the engine refuses (unknown operator, …)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"symbolic regression refused: {err}") from err
+    except (ImportError, RuntimeError) as err:  # an engine that cannot run here (pysr without Julia)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"symbolic regression unavailable: {err}") from err
     row, _ = register(session, fitted, source_model, task,
                       {"engine": engine, "settings": sr, "rows": len(y), "columns": cols, "upload": file.filename,
                        "search_seconds": seconds}, front)
