@@ -45,13 +45,14 @@ def _fit_rule(best_path: Path, dataset: Path, checkpoint: Path, out: Path) -> di
     from l2o.learned import l2o_from_checkpoint
 
     best = json.loads(best_path.read_text())
-    cols = best["meta"]["trial_config"]
+    target = best["meta"]["trial_config"].get("target", "raw")
+    expr = parse_equation(best["equation"])
     ds = load_dataset(dataset)
-    columns = [c for c in ds.manifest["feature_columns"] if c in {str(s) for s in parse_equation(best["equation"]).free_symbols}]
-    X, y, columns = ds.xy(cols.get("target", "raw"), columns or None)
-    fitted, report = fit_constants(Equation(parse_equation(best["equation"])), X, y, columns)
+    used = {str(s) for s in expr.free_symbols}
+    X, y, columns = ds.xy(target, [c for c in ds.manifest["feature_columns"] if c in used] or None)
+    fitted, report = fit_constants(Equation(expr), X, y, columns)
     l2o = l2o_from_checkpoint(checkpoint)
-    rule = Equation(l2o.squash_expr(fitted.expr) if cols.get("target", "raw") == "raw" else fitted.expr,
+    rule = Equation(l2o.squash_expr(fitted.expr) if target == "raw" else fitted.expr,
                     r2=fitted.r2, meta={"from": str(best_path), "r2_before_fit": report.r2_before})
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"equation": fitted.to_dict(), "update_rule": rule.to_dict(), **rule.to_dict()}

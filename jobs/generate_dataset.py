@@ -4,8 +4,8 @@
     ray job submit --working-dir . -- python jobs/generate_dataset.py --checkpoint <file> --smoke
 
 The config holds the fields of ``cluster.config.GenerateJob``. Shards land in parallel under the output
-folder (default ``<storage>/datasets/<name>``), with one ``manifest.json``; ``l2o distill --dataset`` and
-``jobs/distill.py`` read it. The last line printed is one JSON object (the manifest's summary).
+folder (default ``<storage>/datasets/<name>``), with one ``manifest.json``; ``jobs/distill.py --dataset``
+and ``l2o.distill.record.load_dataset`` read it. The last line printed is one JSON object (the manifest's summary).
 """
 
 from __future__ import annotations
