@@ -123,9 +123,13 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**kwargs)
 
 
+def build_job(cls: type[T], data: dict[str, Any], smoke: bool = False) -> T:
+    """The job ``data`` describes, on top of the smoke size when ``smoke``; unknown settings are an error."""
+    return from_dict(cls, _merge(dataclasses.asdict(cls.smoke()) if smoke else {}, data))
+
+
 def load_job(cls: type[T], path: str | os.PathLike | None, smoke: bool = False) -> T:
     """The job in ``path`` (JSON or YAML), on top of the smoke size when ``smoke``; the defaults without a file."""
-    base = dataclasses.asdict(cls.smoke()) if smoke else {}
     data: dict[str, Any] = {}
     if path:
         text = Path(path).read_text()
@@ -137,7 +141,7 @@ def load_job(cls: type[T], path: str | os.PathLike | None, smoke: bool = False) 
             data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a job config must be a mapping")
-    return from_dict(cls, _merge(base, data))
+    return build_job(cls, data, smoke)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

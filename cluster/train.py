@@ -90,7 +90,6 @@ def train_loop(config: dict[str, Any]) -> None:
             gauges(metrics)
 
     trainer.on_window = on_window
-    loop_start = time.monotonic()
     deadline = time.monotonic() + job.max_minutes * 60 if job.max_minutes else None
 
     def on_epoch(record: dict[str, Any]) -> None:
@@ -101,18 +100,15 @@ def train_loop(config: dict[str, Any]) -> None:
         steady = (windows["done"] - w0) * world / (windows["at"] - t0) if windows["done"] > w0 else None
         metrics = {**{k: v for k, v in record.items() if v is not None}, "kind": "epoch",
                    "level": trainer.state.level, "best_eval": trainer.state.best_eval, "resumed_from": resumed_from,
-                   "windows_done": windows["done"], "loop_seconds": time.monotonic() - loop_start, "workers": world,
-                   "windows_per_s": steady}
+                   "windows_done": windows["done"], "workers": world, "windows_per_s": steady}
         last = trainer.state.done or trainer.state.epoch >= meta.epochs or (
             deadline is not None and time.monotonic() >= deadline)
         if trainer.state.epoch % job.checkpoint_every and not last:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            if rank == 0:
-                trainer.config = meta  # the file describes the run, not rank 0's share of it
-                save_checkpoint(Path(tmp) / CHECKPOINT_FILE, trainer, task_spec)
-                trainer.config = own
+            if rank == 0:  # the file records the run's config, not this worker's share of it
+                save_checkpoint(Path(tmp) / CHECKPOINT_FILE, trainer, task_spec, meta_config=meta)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
 
     trainer.fit(on_epoch, max_seconds=(deadline - time.monotonic()) if deadline else None)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.config import DistillJob, load_job  # noqa: E402
-from cluster.runtime import connect, job_args  # noqa: E402
+from cluster.config import DistillJob  # noqa: E402
+from cluster.runtime import connect, job_args, job_from_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: next to the dataset)")
     p.add_argument("--search-alg", default=None, choices=("optuna", "random"), help="override search_alg")
     args = p.parse_args(argv)
-    job = load_job(DistillJob, args.config, smoke=args.smoke)
-    for key, value in (("dataset", args.dataset), ("out", args.out), ("search_alg", args.search_alg),
-                       ("storage", args.storage)):
-        if value is not None:
-            setattr(job, key, value)
+    job = job_from_args(DistillJob, args, dataset=args.dataset, out=args.out, search_alg=args.search_alg)
     connect()
     from cluster.distill import distill
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.config import GenerateJob, load_job  # noqa: E402
-from cluster.runtime import connect, job_args  # noqa: E402
+from cluster.config import GenerateJob  # noqa: E402
+from cluster.runtime import connect, job_args, job_from_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--actors", type=int, default=None, help="actors (default: one per CPU, or GPU with use_gpu)")
     p.add_argument("--out", default=None, help="dataset folder or URI (default: <storage>/datasets/<name>)")
     args = p.parse_args(argv)
-    job = load_job(GenerateJob, args.config, smoke=args.smoke)
-    for key, value in (("checkpoint", args.checkpoint), ("num_actors", args.actors), ("out", args.out),
-                       ("storage", args.storage)):
-        if value is not None:
-            setattr(job, key, value)
+    job = job_from_args(GenerateJob, args, checkpoint=args.checkpoint, num_actors=args.actors, out=args.out)
     connect()
     from cluster.generate import generate
 

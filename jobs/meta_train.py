@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `cluster`
 
-from cluster.config import MetaTrainJob, load_job  # noqa: E402
-from cluster.runtime import connect, job_args  # noqa: E402
+from cluster.config import MetaTrainJob  # noqa: E402
+from cluster.runtime import connect, job_args, job_from_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,13 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="override num_workers")
     p.add_argument("--name", default=None, help="run name under <storage>/ray")
     args = p.parse_args(argv)
-    job = load_job(MetaTrainJob, args.config, smoke=args.smoke)
-    if args.workers:
-        job.num_workers = args.workers
-    if args.name:
-        job.name = args.name
-    if args.storage:
-        job.storage = args.storage
+    job = job_from_args(MetaTrainJob, args, num_workers=args.workers, name=args.name)
     connect()
     from cluster.train import CHECKPOINT_FILE, meta_train
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.config import PipelineJob, load_job  # noqa: E402
-from cluster.runtime import connect, job_args  # noqa: E402
+from cluster.config import PipelineJob  # noqa: E402
+from cluster.runtime import connect, job_args, job_from_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,11 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     job_args(p)
     p.add_argument("--run-id", default=None, help="run folder name; an existing one continues (default: UTC time)")
     args = p.parse_args(argv)
-    job = load_job(PipelineJob, args.config, smoke=args.smoke)
-    if args.run_id:
-        job.run_id = args.run_id
-    if args.storage:
-        job.storage = args.storage
+    job = job_from_args(PipelineJob, args, run_id=args.run_id)
     connect()
     from cluster.pipeline import run_pipeline
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -164,3 +165,22 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep, batch: in
         correct += int((out.argmax(1) == yb).sum())
     return loss / len(y), correct / len(y)
 
+
+def plot_accuracy(runs: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Test accuracy per epoch of each run of ``train``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
+    for r in runs:
+        ax.plot([h["epoch"] for h in r["history"]], [h["test_accuracy"] for h in r["history"]], marker="o",
+                label=r["optimizer"][:50])
+    ax.set(xlabel="epoch", ylabel="test accuracy", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

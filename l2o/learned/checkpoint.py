@@ -22,13 +22,16 @@ from l2o.meta.trainer import MetaTrainConfig, MetaTrainer, TrainState
 FORMAT = "l2o-lstm-checkpoint/1"
 
 
-def save_checkpoint(path: str | os.PathLike, trainer: MetaTrainer, task_spec: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike, trainer: MetaTrainer, task_spec: dict[str, Any],
+                    meta_config: MetaTrainConfig | None = None) -> Path:
+    """Write ``trainer``'s run; ``meta_config`` replaces its config in the file (a data-parallel worker
+    trains with its own seed but records the run's)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "format": FORMAT,
         "l2o_config": dataclasses.asdict(trainer.l2o.config),
-        "meta_config": dataclasses.asdict(trainer.config),
+        "meta_config": dataclasses.asdict(meta_config or trainer.config),
         "task": dict(task_spec),
         "weights": trainer.l2o.state_dict(),
         "best_weights": trainer.best_weights,

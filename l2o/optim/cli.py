@@ -140,7 +140,7 @@ DEFAULT_LARGE_RULE = "-0.005*tanh(mt_0/0.3) - 0.004*tanh(mt_1/0.3) - 0.002*tanh(
 
 def run_train_large(args: argparse.Namespace) -> int:
     from l2o.eval import OptimizerSpec
-    from l2o.eval.large import LargeRunConfig, load_data, train
+    from l2o.eval.large import LargeRunConfig, load_data, plot_accuracy, train
     from l2o.storage import storage_root
 
     config = LargeRunConfig(model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
@@ -162,7 +162,7 @@ def run_train_large(args: argparse.Namespace) -> int:
         f"acc {h['test_accuracy']:.4f}  {h['seconds']:.0f}s", flush=True))
     runs = [train(spec, config, data, args.device, show) for spec in specs]
     (out / "results.json").write_text(json.dumps({"runs": runs}, indent=1))
-    png = _plot_large(runs, out / "accuracy.png", f"{args.model} on {data['source'][:60]}")
+    png = plot_accuracy(runs, out / "accuracy.png", f"{args.model} on {data['source'][:60]}")
     for r in runs:
         last = r["history"][-1]
         print(f"{r['optimizer'][:60]:60s} test acc {last['test_accuracy']:.4f}  {last['seconds']:.0f}s")
@@ -170,21 +170,3 @@ def run_train_large(args: argparse.Namespace) -> int:
                       "final_accuracy": {r["optimizer"]: r["history"][-1]["test_accuracy"] for r in runs}}))
     return 0
 
-
-def _plot_large(runs, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
-    for r in runs:
-        ax.plot([h["epoch"] for h in r["history"]], [h["test_accuracy"] for h in r["history"]], marker="o",
-                label=r["optimizer"][:50])
-    ax.set(xlabel="epoch", ylabel="test accuracy", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -94,7 +94,8 @@ def _renamed(expr: sp.Expr) -> sp.Expr:
 def render_c(plan: RulePlan, expr: sp.Expr, ctype: str) -> str:
     """``void rule_<f32|f64>(long n, void **ptrs, const double *sc)``; see ``native_rule`` for the ABI."""
     T = ctype
-    args, hist_args, body = ["P", "G"], [], []
+    args, body = ["P", "G"], []
+    slots: dict[str, list[str]] = {f: [] for f in plan.history}  # per buffered feature: its read slots
     for st in program(plan, c_dialect(ctype)):
         kind = st[0]
         if kind == "grad":
@@ -107,7 +108,7 @@ def render_c(plan: RulePlan, expr: sp.Expr, ctype: str) -> str:
         elif kind == "store":
             body.append(f"S_{st[1]}[i] = {st[2]};")
         elif kind == "hist":
-            hist_args.append(f"H_{st[1]}_{st[2]}")
+            slots[st[1]].append(f"H_{st[1]}_{st[2]}")
             body.append(f"{T} {st[3]} = H_{st[1]}_{st[2]}[i];")
         elif kind == "rule":
             code = sp.ccode(_renamed(expr), type_aliases={real: float32 if ctype == "float" else float64})
@@ -116,12 +117,9 @@ def render_c(plan: RulePlan, expr: sp.Expr, ctype: str) -> str:
             body.append(f"W_{st[1]}[i] = {st[2]};")
         else:
             body.append(f"P[i] += lr * {st[1]};")
-    writes = [f"W_{f}" for f in plan.history]
     # Read slots are passed per feature, then its write slot; slots may alias (the write slot is the
     # oldest one read), so they are not restrict.
-    ordered = [name for f in plan.history for name in
-               [h for h in hist_args if h.startswith(f"H_{f}_") and h[len(f"H_{f}_"):].isdigit()] + [f"W_{f}"]]
-    assert sorted(ordered) == sorted(hist_args + writes)
+    ordered = [name for f in plan.history for name in [*slots[f], f"W_{f}"]]
     unpack = "; ".join([f"{T} *restrict {n} = ({T} *)ptrs[{k}]" for k, n in enumerate(args)]
                        + [f"{T} *{n} = ({T} *)ptrs[{len(args) + k}]" for k, n in enumerate(ordered)])
     suffix = "f32" if ctype == "float" else "f64"

@@ -20,8 +20,10 @@ learnable: the meta-trainer tunes it exactly as it trains the LSTMs (stage 3).
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import sympy as sp
@@ -190,9 +192,6 @@ class SymbolicRule(LearnedOptimizer):
 def load_equation(spec: str | os.PathLike) -> Equation:
     """An equation from text, an ``Equation`` JSON file, or a distillation's ``equations.json``
     (its ``update_rule``: the chosen equation turned into the step the learned optimizer takes)."""
-    from pathlib import Path
-    import json
-
     path = Path(spec)
     if isinstance(spec, os.PathLike) or (len(str(spec)) < 4096 and path.suffix == ".json" and path.is_file()):
         doc: Any = json.loads(path.read_text())

@@ -34,21 +34,22 @@ def get_or_404(session: Session, model: type, key, what: str):
     return row
 
 
-def _check(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
-    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), settings.token().encode()):
+def _check(request: Request, credentials: HTTPAuthorizationCredentials | None) -> None:
+    token = request.app.state.token  # read once at start-up
+    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required",
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_token(settings: SettingsDep,
+def require_token(request: Request,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    _check(settings, credentials)
+    _check(request, credentials)
 
 
-def read_access(settings: SettingsDep,
+def read_access(request: Request, settings: SettingsDep,
                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     if not settings.read_open:
-        _check(settings, credentials)
+        _check(request, credentials)
 
 
 def ray_jobs(settings: SettingsDep):

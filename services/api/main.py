@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "Mutating endpoints need `Authorization: Bearer <L2O_API_TOKEN>`.")
     app.state.settings = settings
     app.state.db = Database(settings.db_url)
-    settings.token()  # create the token file now when none is configured
+    app.state.token = settings.token()  # the setting, or the token file (created now when missing)
     body_limit = int(settings.max_upload_mb * 2**20) + 2**20  # an upload plus its form fields
 
     @app.middleware("http")

@@ -24,11 +24,11 @@ JobId = Annotated[str, Path(max_length=128)]
 
 def validate_config(kind: str, config: dict[str, Any], smoke: bool) -> dict[str, Any]:
     """The job's full config (smoke base + given fields), checked by the job's own dataclass."""
-    from cluster.config import DistillJob, GenerateJob, MetaTrainJob, PipelineJob, _merge, from_dict
+    from cluster.config import DistillJob, GenerateJob, MetaTrainJob, PipelineJob, build_job
 
     cls = {"meta_train": MetaTrainJob, "generate": GenerateJob, "distill": DistillJob, "pipeline": PipelineJob}[kind]
     try:
-        job = from_dict(cls, _merge(dataclasses.asdict(cls.smoke()) if smoke else {}, config))
+        job = build_job(cls, config, smoke)
     except (TypeError, ValueError) as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid {kind} config: {err}") from err
     if kind == "generate" and not job.checkpoint:
