@@ -77,19 +77,23 @@ class ImageTask(Task):
         super().__init__(device, dtype)
         self.name, self.config = name, config
         self.module = build_module(config).to(device=self.device, dtype=dtype).train()
+        self._cpu_module: nn.Module | None = None  # where init draws its weights
 
     def init(self, seed: int) -> Params:
+        """Fresh weights, drawn on the CPU so that a seed gives the same optimizee on every device."""
         std = self.config.init_std
         with torch.random.fork_rng(devices=[]):
+            if self._cpu_module is None:
+                self._cpu_module = build_module(self.config).to(dtype=self.dtype)
             torch.manual_seed(seed)
-            for m in self.module.modules():
+            for m in self._cpu_module.modules():
                 if isinstance(m, (nn.Linear, nn.Conv2d)):
                     if std is None:
                         m.reset_parameters()
                     else:
                         for p in m.parameters(recurse=False):
                             p.data.normal_(0.0, std)
-        return {k: v.detach().clone() for k, v in self.module.named_parameters()}
+        return {k: v.detach().to(self.device, copy=True) for k, v in self._cpu_module.named_parameters()}
 
     def loss(self, params: Params, batch: Any) -> torch.Tensor:
         x, y = batch
