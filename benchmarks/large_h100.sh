@@ -15,6 +15,6 @@ if [[ -z "$RULE" ]]; then
 fi
 python -m l2o train-large --model resnet18 --dataset cifar10 --device cuda --amp --batch-size 512 \
   --epochs "$EPOCHS" --out "$OUT" \
-  --optimizer "symbolic:equation=$RULE,lr=4" \
+  --optimizer "symbolic:equation=$RULE,lr=4,impl=compile" \
   --optimizer "sgdm:lr=0.2,momentum=0.9,weight_decay=5e-4,nesterov=true" \
   --optimizer "adam:lr=2e-3"

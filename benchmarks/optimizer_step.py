@@ -7,7 +7,8 @@ Compares, in one run on the same parameters and gradients: ``SymbolicOptimizer``
     python benchmarks/optimizer_step.py [--threads 1] [--device cpu|cuda] [--reps 10] [--lstm-reps 2]
 
 Each figure is the median over ``--reps`` steps after two warm-up steps (``torch.compile`` compiles in
-its warm-up). Prints a table; the last line is one JSON object with ``ratio_vs_adam_foreach`` (best
+its warm-up). The compile path also holds a flat gradient buffer (one float a parameter), shown as
+workspace beside the state. Prints a table; the last line is one JSON object with ``ratio_vs_adam_foreach`` (best
 SymbolicOptimizer path / Adam foreach), ``ratio_vs_adam_fused`` and ``state_bytes_ratio_vs_adam``.
 """
 
@@ -35,7 +36,11 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
                if isinstance(t, torch.Tensor))
 
 
-def measure(make, params, grads, reps: int, device: str) -> tuple[float, int]:
+def workspace_bytes(opt: torch.optim.Optimizer) -> int:
+    return opt.workspace_bytes() if isinstance(opt, SymbolicOptimizer) else 0
+
+
+def measure(make, params, grads, reps: int, device: str) -> tuple[float, int, int]:
     params = [p.detach().clone().requires_grad_() for p in params]
     for p, g in zip(params, grads):
         p.grad = g
@@ -50,7 +55,7 @@ def measure(make, params, grads, reps: int, device: str) -> tuple[float, int]:
         opt.step()
         sync()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), state_bytes(opt)
+    return statistics.median(times), state_bytes(opt), workspace_bytes(opt)
 
 
 def main() -> None:
@@ -81,18 +86,22 @@ def main() -> None:
         l2o = CoordinateLSTM(lstm_config("rp")).to(args.device)
         rows[f"lstm rp 2x20 (chunk {args.lstm_chunk})"] = measure(
             lambda ps: LSTMOptimizer(ps, l2o, chunk_size=args.lstm_chunk), params, grads, args.lstm_reps, args.device)
-    adam_t, adam_b = rows["adam foreach"]
+    adam_t, adam_b, _ = rows["adam foreach"]
     print(f"ResNet-50 parameters: {sum(p.numel() for p in params) / 1e6:.1f} M in {len(params)} tensors, "
           f"device {args.device}, {args.threads} thread(s); rule: {RULE}")
-    print(f"{'optimizer':34s} {'ms/step':>10s} {'× adam foreach':>15s} {'state MB':>10s} {'× adam':>8s}")
-    for name, (t, b) in rows.items():
-        print(f"{name:34s} {t * 1e3:10.2f} {t / adam_t:15.2f} {b / 2**20:10.1f} {b / adam_b:8.2f}")
+    print(f"{'optimizer':34s} {'ms/step':>10s} {'× adam foreach':>15s} {'× adam fused':>13s} {'state MB':>10s} "
+          f"{'× adam':>8s} {'workspace MB':>13s}")
+    fused_t = rows["adam fused"][0]
+    for name, (t, b, w) in rows.items():
+        print(f"{name:34s} {t * 1e3:10.3f} {t / adam_t:15.2f} {t / fused_t:13.2f} {b / 2**20:10.1f} {b / adam_b:8.2f} "
+              f"{w / 2**20:13.1f}")
     symbolic = {k: v for k, v in rows.items() if k.startswith("symbolic")}
     best = min(symbolic, key=lambda k: symbolic[k][0])
     print(json.dumps({
         "device": args.device, "threads": args.threads, "rule": RULE, "best_symbolic_path": best.split()[-1],
         "ms_per_step": {k: round(v[0] * 1e3, 3) for k, v in rows.items()},
         "state_mb": {k: round(v[1] / 2**20, 1) for k, v in rows.items()},
+        "workspace_mb": {k: round(v[2] / 2**20, 1) for k, v in rows.items() if v[2]},
         "ratio_vs_adam_foreach": round(symbolic[best][0] / adam_t, 3),
         "ratio_vs_adam_fused": round(symbolic[best][0] / rows["adam fused"][0], 3),
         "state_bytes_ratio_vs_adam": round(symbolic[best][1] / adam_b, 3),

@@ -194,3 +194,47 @@ def render_torch(plan: RulePlan, expr: sp.Expr, indent: str) -> str:
         else:
             lines.append(f"p.add_({st[1]}, alpha=lr)")
     return "\n".join(indent + line for line in lines)
+
+
+def render_flat(plan: RulePlan, expr: sp.Expr) -> str:
+    """Source of ``rule_flat(k_g, t, S_<key>..., H_<feature>_<lag>...)`` over flat tensors: the state
+    moves in place and the update overwrites the gradient ``k_g`` (the caller adds ``lr·k_g`` to the
+    parameters), so the path needs no buffer besides the one it gathers the gradients into.
+
+    ``t`` is a 0-d tensor on the device, so one compiled graph serves every step; each buffered lag is
+    passed as its own row of the ring buffer, and the new value goes into the row of the deepest lag,
+    the one that falls out of the buffer. Every write comes after the rule and before the state's own
+    update, so no value is read after it was overwritten (in eager mode too). The argument order is
+    ``flat_arguments(plan)``."""
+    d = Dialect(TORCH_DIALECT.fn, TORCH_DIALECT.lit, lambda lag: f"torch.clamp(t - {float(lag)!r}, min=0.0) / 1000.0")
+    b = plan.beta
+    lines = [f"c1 = 1.0 - {b!r} ** t", f"c0 = torch.where(t > 1.0, 1.0 - {b!r} ** (t - 1.0), 1.0)"]
+    stores = []
+    for st in program(plan, d):
+        kind = st[0]
+        if kind == "load":
+            lines.append(f"{st[2]} = S_{st[1]}")
+        elif kind == "let":
+            lines.append(f"{st[1]} = {st[2]}")
+        elif kind == "store":
+            stores.append(f"S_{st[1]}.copy_({st[2]})")
+        elif kind == "hist":
+            lines.append(f"{st[3]} = H_{st[1]}_{st[2]}")
+        elif kind == "rule":
+            lines.append(f"{st[1]} = {torch_code(expr)}")
+        elif kind == "write":
+            # A bare copy of one input into another is moved after the first input's own update by
+            # inductor (seen in torch 2.11 and 2.14); an arithmetic identity keeps the order.
+            value = f"{st[2]} * 1.0" if st[2].isidentifier() else st[2]
+            lines.append(f"H_{st[1]}_{plan.lags[st[1]][-1]}.copy_({value})")
+        elif kind == "update":
+            lines += [*stores, f"k_g.copy_(torch.broadcast_to({st[1]}, k_g.shape))"]
+    args = ", ".join(["k_g", "t", *flat_arguments(plan)])
+    return f"def rule_flat({args}):\n" + "".join(f"    {line}\n" for line in lines)
+
+
+def flat_arguments(plan: RulePlan) -> list[str]:
+    """The state arguments of ``render_flat``'s function: moments, then one row per buffered lag."""
+    moments = [f"S_{key}" for key in plan.state_keys if not key.startswith("hist_")]
+    rows = [f"H_{f}_{lag}" for f in plan.history for lag in plan.lags[f] if lag >= plan.history[f][0]]
+    return moments + rows

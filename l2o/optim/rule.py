@@ -159,8 +159,7 @@ def features(plan: RulePlan, g: torch.Tensor, state: dict[str, torch.Tensor]) ->
 
 def features_at(plan: RulePlan, g: torch.Tensor, state: dict[str, torch.Tensor], t, corr, corr_old
                 ) -> tuple[dict, dict]:
-    """``features`` at step ``t`` with bias corrections given (numbers or 0-d tensors: the compiled path
-    passes tensors so that a new step does not mean a new graph); the new state has no step counter."""
+    """``features`` at step ``t`` with the bias corrections given; the new state has no step counter."""
     b = plan.beta
     new = {}
     if plan.needs_m:

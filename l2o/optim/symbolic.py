@@ -10,9 +10,10 @@ as many as Adam.
 
 Implementations, one signature (``symbolic_update``), all equal to the sympy reference in float64:
 ``single`` (a loop over tensors; the form meta-tuning differentiates), ``foreach`` (torch's multi-tensor
-kernels), ``compile`` (``torch.compile`` of the single-tensor form), ``native`` (one generated C loop per
-tensor on CPU: state, features and rule fused into one pass). ``impl=None`` picks native on CPU where it
-builds, else foreach.
+kernels), ``compile`` (the state of all of a group's tensors in flat buffers, the whole step one
+``torch.compile``d function over them: on a GPU, one fused kernel between a gradient gather and a
+multi-tensor add), ``native`` (one generated C loop per tensor on CPU: state, features and rule fused
+into one pass). ``impl=None`` picks native on CPU where it builds, else foreach.
 
 ``SymbolicRule`` is the same rule as a ``LearnedOptimizer`` over one flat vector, its float constants
 learnable: the meta-trainer tunes it exactly as it trains the LSTMs (stage 3).
@@ -34,7 +35,8 @@ from l2o.distill.equation import Equation
 from l2o.distill.parse import parse_equation
 from l2o.meta.interface import LearnedOptimizer
 from l2o.optim import native_rule
-from l2o.optim.rule import RulePlan, features, features_at, features_foreach, write_history
+from l2o.optim.codegen import render_flat
+from l2o.optim.rule import RulePlan, features, features_foreach, write_history
 from l2o.optim.sympy_torch import TorchExpression, evaluate_foreach
 
 IMPLS = ("single", "foreach", "compile", "native")
@@ -56,32 +58,99 @@ def _single(plan: RulePlan, rule: nn.Module, p: torch.Tensor, g: torch.Tensor, s
     return new
 
 
-def _single_at(plan: RulePlan, rule: nn.Module, p: torch.Tensor, g: torch.Tensor, state: dict, lr, t, c1, c0
-               ) -> dict:
-    """``_single`` with the step and corrections passed in: the form ``torch.compile`` sees."""
-    inputs, new = features_at(plan, g, state, t, c1, c0)
-    p.add_(rule(inputs) * lr)
-    return new
+def _same_kind(params: list[torch.Tensor], states: list[dict]) -> list[list[int]]:
+    """Indices of tensors that share a device, dtype and step count (what multi-tensor kernels need)."""
+    groups = defaultdict(list)
+    for i, (p, st) in enumerate(zip(params, states)):
+        groups[(p.device, p.dtype, int(st["step"]))].append(i)
+    return list(groups.values())
+
+
+class FlatRule:
+    """The ``compile`` path: ``render_flat``'s function, compiled once per optimizer, and per set of
+    tensors (same device, dtype and step) flat buffers that hold their state — each tensor's state
+    entries are views into them, so ``state_dict`` and the other paths see ordinary per-tensor state."""
+
+    def __init__(self, plan: RulePlan, expr: sp.Expr):
+        namespace = {"torch": torch}
+        exec(render_flat(plan, expr), namespace)  # noqa: S102 — our own generated source, from a parsed rule
+        self.plan = plan
+        self.fn = torch.compile(namespace["rule_flat"])
+        self.sets: dict[tuple[int, ...], _FlatSet] = {}
+
+    def step_cached(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: float) -> bool:
+        """One step when these tensors already have their flat set (the usual case: the same tensors
+        every step); False when they do not. No per-tensor Python work: on a GPU the launches of a
+        per-tensor loop would cost more than the kernels."""
+        flat = self.sets.get(tuple(map(id, params)))
+        if flat is None:
+            return False
+        flat.step(self.fn, grads, lr)
+        return True
+
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict], lr: float) -> None:
+        for idx in _same_kind(params, states):
+            ps = [params[i] for i in idx]
+            key = tuple(map(id, ps))
+            flat = self.sets.get(key)
+            if flat is None:
+                flat = _FlatSet(self.plan, ps, [states[i] for i in idx])
+                self.sets = {k: v for k, v in self.sets.items() if not set(k) & set(key)}  # their state moved
+                self.sets[key] = flat
+            flat.step(self.fn, [grads[i] for i in idx], lr)
+
+
+class _FlatSet:
+    def __init__(self, plan: RulePlan, params: list[torch.Tensor], states: list[dict]):
+        self.plan, self.params = plan, params
+        kind = {"dtype": params[0].dtype, "device": params[0].device}
+        sizes = [p.numel() for p in params]
+        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+        total = sum(sizes)
+
+        def views(flat: torch.Tensor, lead: tuple[int, ...] = ()) -> list[torch.Tensor]:
+            return [flat[..., o:o + n].view(*lead, *p.shape) for p, o, n in zip(params, offsets, sizes)]
+
+        self.g = torch.empty(total, **kind)  # the gradients gathered, then the update
+        self.g_views = views(self.g)
+        self.buffers = {}
+        for key in plan.state_keys:  # gathered from the tensors' current state (zeros when new)
+            depth = (plan.history[key[5:]][1],) if key.startswith("hist_") else ()
+            self.buffers[key] = torch.empty(*depth, total, **kind)
+            for st, view in zip(states, views(self.buffers[key], depth)):
+                view.copy_(st[key])
+                st[key] = view
+        self.steps = int(states[0]["step"])
+        self.count = torch.tensor(float(self.steps))  # one step counter, shared by the states
+        for st in states:
+            st["step"] = self.count
+        self.t = torch.zeros((), dtype=torch.promote_types(kind["dtype"], torch.float32), device=kind["device"])
+        self.moments = [self.buffers[k] for k in plan.state_keys if not k.startswith("hist_")]
+        self.reads = [(f, lag) for f in plan.history for lag in plan.lags[f] if lag >= plan.history[f][0]]
+
+    def step(self, fn, grads: list[torch.Tensor], lr: float) -> None:
+        plan, t = self.plan, self.steps + 1
+        rows = [self.buffers[f"hist_{f}"][plan.slot(f, t - lag)] for f, lag in self.reads]
+        torch._foreach_copy_(self.g_views, grads)
+        self.t.fill_(float(t))
+        fn(self.g, self.t, *self.moments, *rows)
+        torch._foreach_add_(self.params, self.g_views, alpha=lr)
+        self.count.fill_(float(t))
+        self.steps = t
 
 
 def symbolic_update(plan: RulePlan, rule: TorchExpression, params: list[torch.Tensor], grads: list[torch.Tensor],
                     states: list[dict[str, torch.Tensor]], lr: float, impl: str = "foreach",
-                    compiled=None) -> None:
-    """One step of ``params`` (in place) with their ``states``; ``compiled`` is the compiled ``_single``."""
+                    flat: FlatRule | None = None) -> None:
+    """One step of ``params`` (in place) with their ``states``; ``flat``: the compile path's ``FlatRule``
+    (kept by the caller: a new one compiles anew)."""
     if impl == "single":
         for p, g, st in zip(params, grads, states):
             st.update(_single(plan, rule, p, g, st, lr))
     elif impl == "compile":
-        for p, g, st in zip(params, grads, states):
-            t = int(st["step"]) + 1
-            c1, c0 = (torch.tensor(c, dtype=p.dtype, device=p.device) for c in plan.corrections(t))
-            st.update(compiled(plan, rule, p, g, st, torch.tensor(lr, dtype=p.dtype, device=p.device), t, c1, c0))
-            st["step"].fill_(float(t))
+        (flat or FlatRule(plan, rule.expr)).step(params, grads, states, lr)
     elif impl == "foreach":
-        groups = defaultdict(list)  # multi-tensor kernels need one device, dtype and step count
-        for i, (p, st) in enumerate(zip(params, states)):
-            groups[(p.device, p.dtype, int(st["step"]))].append(i)
-        for idx in groups.values():
+        for idx in _same_kind(params, states):
             sts = [states[i] for i in idx]
             inputs, writes = features_foreach(plan, [grads[i] for i in idx], sts)
             update = evaluate_foreach(rule.expr, inputs)
@@ -121,7 +190,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         self.plan = RulePlan.of(expr, beta, eps)
         self.rule = TorchExpression(expr)
         self.impl = impl
-        self._compiled = None
+        self._flat: dict[int, FlatRule] = {}  # per param group, for the compile path
         super().__init__(params, {"lr": float(lr)})
 
     def _impl_for(self, params: list[torch.Tensor]) -> str:
@@ -136,30 +205,40 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            params, grads, states = [], [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("SymbolicOptimizer does not support sparse gradients")
-                if not self.state[p]:
-                    self.state[p].update(self.plan.init_state(p))
-                params.append(p)
-                grads.append(p.grad)
-                states.append(self.state[p])
+        for index, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
+            grads = [p.grad for p in params]
+            if any(g.is_sparse for g in grads):
+                raise RuntimeError("SymbolicOptimizer does not support sparse gradients")
             impl = self._impl_for(params)
-            if impl == "compile" and self._compiled is None:
-                self._compiled = torch.compile(_single_at, dynamic=True)
-            symbolic_update(self.plan, self.rule, params, grads, states, group["lr"], impl, self._compiled)
+            if impl == "compile":
+                if index not in self._flat:
+                    self._flat[index] = FlatRule(self.plan, self.rule.expr)
+                if self._flat[index].step_cached(params, grads, group["lr"]):
+                    continue
+            states = []
+            for p in params:
+                if not self.state[p]:
+                    self.state[p].update(self.plan.init_state(p))
+                states.append(self.state[p])
+            symbolic_update(self.plan, self.rule, params, grads, states, group["lr"], impl, self._flat.get(index))
         return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        for flat in self._flat.values():  # the loaded state is gathered into new flat buffers at the next step
+            flat.sets.clear()
 
     def state_bytes(self) -> int:
         """Bytes of per-parameter state held now (the step counters included)."""
         return sum(t.numel() * t.element_size() for st in self.state.values() for t in st.values()
                    if isinstance(t, torch.Tensor))
+
+    def workspace_bytes(self) -> int:
+        """Bytes held besides the state: the compile path's flat gradient buffers (one float a parameter)."""
+        return sum(s.g.numel() * s.g.element_size() for flat in self._flat.values() for s in flat.sets.values())
 
 
 class SymbolicRule(LearnedOptimizer):
