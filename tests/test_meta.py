@@ -112,3 +112,18 @@ def test_fit_restores_the_best_weights():
 def test_rollout_l2o_reports_every_step():
     losses = rollout_l2o(_rp(), make_task("quadratic"), steps=15, seed=0)
     assert len(losses) == 15 and all(map(lambda v: v == v, losses))
+
+
+def test_compiled_window_equals_eager():
+    """``compile=True`` (the GPU form: torch cell kernels, ``torch.func`` gradients) changes nothing but
+    rounding (fused kernels may add in another order)."""
+    task = make_task("mnist_mlp", dtype=D, batch_size=32)
+    stats = []
+    for compile_ in (False, True):
+        l2o = _rp(D)
+        l2o.impl = "torch"
+        trainer = MetaTrainer(l2o, task, MetaTrainConfig(unroll=5, epoch_len=10, scale_range=0.5, compile=compile_))
+        stats.append([trainer.train_epoch(e, horizon=10) for e in range(2)])
+    for eager, compiled in zip(*stats):
+        assert compiled == {k: pytest.approx(v, rel=1e-12) if isinstance(v, float) else v for k, v in eager.items()}
+    assert stats[0][0]["meta_loss"] != stats[0][1]["meta_loss"]

@@ -44,6 +44,8 @@ def add_meta_config_args(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--max-bad-windows", type=int, default=d.max_bad_windows,
                    help=f"NaN/inf windows tolerated before stopping (default: {d.max_bad_windows})")
     p.add_argument("--seed", type=int, default=d.seed, help="root of every random draw (default: 0)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the L2O step and the optimizee gradient (pays off on GPUs)")
 
 
 def meta_config_from_args(args: argparse.Namespace, **defaults):
@@ -55,7 +57,7 @@ def meta_config_from_args(args: argparse.Namespace, **defaults):
         curriculum=tuple(int(x) for x in args.curriculum.split(",") if x.strip()), patience=args.patience,
         eval_every=args.eval_every, eval_seeds=args.eval_seeds, eval_split=args.eval_split,
         imitation_prob=args.imitation_prob,
-        teacher_lr=args.teacher_lr, max_bad_windows=args.max_bad_windows, seed=args.seed)
+        teacher_lr=args.teacher_lr, max_bad_windows=args.max_bad_windows, seed=args.seed, compile=args.compile)
 
 
 def add_meta_train(sub: argparse._SubParsersAction, common, task_args) -> None:

@@ -36,3 +36,14 @@ def loss_and_grad(task: Task, layout: FlatParams, theta: torch.Tensor, batch: An
         loss = task.loss(layout.unflatten(theta), batch)
         (grad,) = torch.autograd.grad(loss, theta)
     return loss.detach(), grad
+
+
+def loss_and_grad_functional(task: Task, layout: FlatParams, theta: torch.Tensor, batch: Any
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``loss_and_grad`` through ``torch.func.grad``, the form ``torch.compile`` traces whole."""
+    def loss(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value = task.loss(layout.unflatten(flat), batch)
+        return value, value.detach()
+
+    grad, value = torch.func.grad(loss, has_aux=True)(theta.detach())
+    return value, grad

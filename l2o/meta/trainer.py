@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2o.meta.flat import FlatParams, loss_and_grad
+from l2o.meta.flat import FlatParams, loss_and_grad, loss_and_grad_functional
 from l2o.meta.interface import LearnedOptimizer
 from l2o.tasks import Task
 
@@ -66,6 +66,7 @@ class MetaTrainConfig:
     teacher_lr: float = 1e-3  # the Adam teacher's learning rate
     max_bad_windows: int = 20  # NaN/inf windows tolerated before the run stops
     seed: int = 0  # root of every random draw
+    compile: bool = False  # torch.compile the L2O's step and the optimizee's gradient (fewer, fused GPU kernels)
 
     def __post_init__(self):
         if self.unroll < 1 or self.epochs < 1 or self.epoch_len < 1:
@@ -123,6 +124,9 @@ class MetaTrainer:
         self.state = TrainState()
         self.best_weights = copy.deepcopy(l2o.state_dict())
         self.layout = FlatParams(task.init(0))
+        self._step, self._grad = l2o.step, loss_and_grad
+        if config.compile:
+            self._step, self._grad = torch.compile(l2o.step), torch.compile(loss_and_grad_functional)
 
     # -- one epoch --------------------------------------------------------------------------------
     def train_epoch(self, epoch: int, horizon: int) -> dict[str, float]:
@@ -148,7 +152,7 @@ class MetaTrainer:
                 if cfg.imitation_prob > 0:  # the teacher follows every step, so its moments are current
                     teacher, target = self._teacher_step(grad, teacher)
                     targets.append(target)
-                update, state = self.l2o.step(grad, state)
+                update, state = self._step(grad, state)
                 phi = phi + update.detach()
                 loss, grad = self._loss_grad(phi, scale, next(batches))
                 steps.append(update)
@@ -189,7 +193,7 @@ class MetaTrainer:
 
     def _loss_grad(self, phi, scale, batch):
         theta = phi * scale if scale is not None else phi
-        loss, grad = loss_and_grad(self.task, self.layout, theta, batch)
+        loss, grad = self._grad(self.task, self.layout, theta, batch)
         return loss, (grad * scale if scale is not None else grad)
 
     def _teacher_step(self, g, teacher, b1=0.9, b2=0.999, eps=1e-8):
