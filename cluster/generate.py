@@ -46,6 +46,20 @@ class RolloutWorker:
         self.l2o = l2o_from_checkpoint(doc).to(device)
         self.task = make_task(task, device=device, **options)
         self.checkpoint = checkpoint
+        self._warm_up(device)
+
+    def _warm_up(self, device: str) -> None:
+        """Pay the one-time costs here, not in the first seed: the dataset load, the imports of the
+        recording path, the first call of the L2O (native kernels load then)."""
+        import pyarrow.parquet  # noqa: F401
+        import torch
+
+        import l2o.distill.record  # noqa: F401
+
+        next(self.task.batches("eval", 0))
+        with torch.no_grad():
+            g = torch.zeros(64, device=device)
+            self.l2o.step(g, self.l2o.init_state(g))
 
     def ready(self) -> bool:
         return True
