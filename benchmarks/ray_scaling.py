@@ -4,8 +4,9 @@ actors vs 1 (one torch thread each).
     python benchmarks/ray_scaling.py [--epochs 4] [--epoch-len 200] [--seeds 4] [--steps 300]
 
 Throughput of meta-training = unroll windows per second over all workers, timed inside the training
-loop from the end of the first epoch (start-up and warm-up excluded; no evaluations); of generation = rollout seeds per second, timed after
-the actors have loaded the checkpoint. Starts a local Ray on loopback unless ``RAY_ADDRESS`` is set.
+loop from the end of the first epoch (start-up and warm-up excluded; no evaluations); of generation =
+rollout seeds per second, timed after the actors have loaded the checkpoint and their data. Starts a
+local Ray on loopback unless ``RAY_ADDRESS`` is set.
 Prints a table; the last line is one JSON object with ``train_scaling_2`` and ``generate_scaling_2``.
 The rows a seed produces do not depend on the actor count (checked here as well).
 """
