@@ -78,6 +78,20 @@ def test_meta_tune_cli_writes_equation_and_optimizer(tmp_path):
                  "--out", str(tmp_path / "ev")]) == 0
 
 
+def test_meta_tune_decay_learns_a_step_schedule(tmp_path):
+    out = tmp_path / "tuned"
+    assert main(["meta-tune", "--equation=-0.005*mt_0", "--decay", "1.5", "--task", "mnist_mlp",
+                 "--task-opt", "batch_size=32", "--epochs", "2", "--epoch-len", "40", "--eval-every", "1",
+                 "--eval-seeds", "1", "--no-progress", "--out", str(out)]) == 0
+    doc = json.loads((out / "equation.json").read_text())
+    tuned = parse_equation(doc["equation"])
+    assert {str(s) for s in tuned.free_symbols} == {"mt_0", "step_0"}
+    (rate,) = [float(a.args[0].as_coeff_Mul()[0]) for a in tuned.atoms(sp.exp)]
+    assert rate < 0 and rate != -1.5  # exp(-k*step_0), k learned from 1.5
+    assert doc["meta"]["decay_init"] == 1.5 and doc["meta"]["undecayed"] == "-0.005*mt_0"
+    assert main(["meta-tune", "--equation=-0.005*mt_0", "--decay", "0", "--no-progress"]) != 0
+
+
 def test_meta_tune_and_export_reject_bad_input(tmp_path, capsys):
     assert main(["meta-tune", "--equation", "__import__('os')", "--no-progress", "--out", str(tmp_path / "x")]) != 0
     assert "error" in capsys.readouterr().err

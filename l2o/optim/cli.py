@@ -29,6 +29,10 @@ def add_meta_tune(sub: argparse._SubParsersAction, common, task_args) -> None:
     p.add_argument("--lags", default="0,1", help="lags of --psi, comma-separated (default: 0,1)")
     p.add_argument("--psi-weight", type=float, default=1e-3, help="initial W of every psi term (default: 1e-3)")
     p.add_argument("--psi-gamma", type=float, default=1.0, help="initial gamma of every psi term (default: 1)")
+    p.add_argument("--decay", type=float, default=None, metavar="K0",
+                   help="multiply the rule by exp(-k*step_0) (step_0 = t/1000), k learned from K0: a step-size "
+                        "schedule, which an LSTM keeps in its hidden state and a rule over mt, gt cannot "
+                        "(default: none)")
     task_args(p)
     add_meta_config_args(p, epochs=50, meta_lr=3e-3, eval_every=2)
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (default: none)")
@@ -56,6 +60,8 @@ def run_meta_tune(args: argparse.Namespace) -> int:
                           meta={"form": "psi"})
     else:
         source = load_equation(args.equation)
+    if args.decay is not None:
+        source = with_decay(source, args.decay)
     task = build_task(args)
     cfg = meta_config_from_args(args, epochs=50)
     bar = tqdm(total=cfg.epochs, desc="meta-tune", unit="epoch", disable=args.no_progress)
@@ -80,6 +86,18 @@ def run_meta_tune(args: argparse.Namespace) -> int:
     print(json.dumps({"out": str(out), "equation": tuned.text, "eval_loss_before": before, "eval_loss_after": after,
                       "epochs": state.epoch}))
     return 0
+
+
+def with_decay(equation, k0: float):
+    """``equation`` times exp(−k·step_0), k starting at ``k0`` (a float constant, so meta-tuning learns it)."""
+    import sympy as sp
+
+    from l2o.distill import Equation
+
+    if not 0 < k0 < 1e3:
+        raise ValueError(f"--decay must be in (0, 1000), got {k0}")
+    expr = equation.expr * sp.exp(-sp.Float(k0) * sp.Symbol("step_0"))
+    return Equation(expr, meta={**equation.meta, "decay_init": k0, "undecayed": equation.text})
 
 
 def add_export(sub: argparse._SubParsersAction, common) -> None:
