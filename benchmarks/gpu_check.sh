@@ -31,3 +31,4 @@ part train_large 80 $PY -m l2o train-large --model resnet18 --dataset synthetic 
   --epochs 10 --batch-size 256 --out "$OUT/large" --no-progress \
   --optimizer "symbolic:equation=$RULE" --optimizer "symbolic:equation=$RULE,impl=compile" \
   --optimizer "sgdm:lr=0.1,momentum=0.9,weight_decay=5e-4" --optimizer "adam:lr=1e-3"
+rm -f "$RULE"
