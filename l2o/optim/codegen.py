@@ -235,6 +235,4 @@ def render_flat(plan: RulePlan, expr: sp.Expr) -> str:
 
 def flat_arguments(plan: RulePlan) -> list[str]:
     """The state arguments of ``render_flat``'s function: moments, then one row per buffered lag."""
-    moments = [f"S_{key}" for key in plan.state_keys if not key.startswith("hist_")]
-    rows = [f"H_{f}_{lag}" for f in plan.history for lag in plan.lags[f] if lag >= plan.history[f][0]]
-    return moments + rows
+    return [f"S_{key}" for key in plan.moment_keys] + [f"H_{f}_{lag}" for f, lag in plan.buffered_reads]

@@ -48,7 +48,7 @@ def step_tensor(lib: ctypes.CDLL, plan: RulePlan, p: torch.Tensor, g: torch.Tens
     """One fused step of one contiguous CPU tensor (the state's step counter is the caller's)."""
     c1, c0 = plan.corrections(t)
     ptrs = [p.data_ptr(), g.data_ptr()]
-    ptrs += [state[k].data_ptr() for k in plan.state_keys if not k.startswith("hist_")]
+    ptrs += [state[k].data_ptr() for k in plan.moment_keys]
     for feat, lags in plan.lags.items():
         if feat not in plan.history:
             continue

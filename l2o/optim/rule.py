@@ -106,6 +106,16 @@ class RulePlan:
         return (("m",) * self.needs_m + ("v",) * self.needs_v + self.emas + tuple(f"v{f}" for f in self.pnorms)
                 + tuple(f"hist_{f}" for f in self.history))
 
+    @property
+    def moment_keys(self) -> tuple[str, ...]:
+        """The state keys that are not ring buffers (one value per coordinate)."""
+        return tuple(k for k in self.state_keys if not k.startswith("hist_"))
+
+    @cached_property
+    def buffered_reads(self) -> tuple[tuple[str, int], ...]:
+        """(feature, lag) of every value the rule reads from a ring buffer, feature by feature."""
+        return tuple((f, lag) for f in self.history for lag in self.lags[f] if lag >= self.history[f][0])
+
     def state_floats(self) -> int:
         """Floats of state per coordinate."""
         return len(self.state_keys) - len(self.history) + sum(d for _, d in self.history.values())

@@ -125,12 +125,12 @@ class _FlatSet:
         for st in states:
             st["step"] = self.count
         self.t = torch.zeros((), dtype=torch.promote_types(kind["dtype"], torch.float32), device=kind["device"])
-        self.moments = [self.buffers[k] for k in plan.state_keys if not k.startswith("hist_")]
-        self.reads = [(f, lag) for f in plan.history for lag in plan.lags[f] if lag >= plan.history[f][0]]
+        self.moments = [self.buffers[k] for k in plan.moment_keys]  # in flat_arguments' order
+        self.reads = [(self.buffers[f"hist_{f}"], f, lag) for f, lag in plan.buffered_reads]
 
     def step(self, fn, grads: list[torch.Tensor], lr: float) -> None:
         plan, t = self.plan, self.steps + 1
-        rows = [self.buffers[f"hist_{f}"][plan.slot(f, t - lag)] for f, lag in self.reads]
+        rows = [hist[plan.slot(f, t - lag)] for hist, f, lag in self.reads]
         torch._foreach_copy_(self.g_views, grads)
         self.t.fill_(float(t))
         fn(self.g, self.t, *self.moments, *rows)
