@@ -89,13 +89,24 @@ def test_bad_configs_are_rejected():
     assert lstm_config("rp", hidden=[40]).hidden == (40,)
 
 
-@pytest.mark.parametrize("impl", ["native", "torch"])
-def test_both_cell_paths_match_the_reference(impl):
+@pytest.fixture
+def torch_threads():
+    """Sets torch's thread count for one test (the native cell picks its fused kernels on one thread)."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("impl, threads", [("native", 1), ("native", 2), ("torch", 1)])
+def test_both_cell_paths_match_the_reference(impl, threads, torch_threads):
     from l2o.learned import native
 
     if impl == "native" and native.kernels() is None:
         pytest.skip("no C compiler here: the native kernels cannot be built (the torch path is tested)")
+    torch_threads(threads)
     torch.manual_seed(0)
+    # 33 coordinates: a full block of the fused kernels (24 in float64) and a short one; 4 hidden units
+    # (two tiles of gates), 7 input rows (tiles of 4 and single rows in the backward products).
     x, h, c = (torch.randn(k, 33, dtype=D, requires_grad=True) for k in (3, 4, 4))
     w = torch.randn(16, 7, dtype=D, requires_grad=True)
     b = torch.randn(16, dtype=D, requires_grad=True)
@@ -111,24 +122,54 @@ def test_both_cell_paths_match_the_reference(impl):
     assert torch.autograd.gradcheck(elu, (x, pw, pb))
 
 
-def test_native_float32_agrees_with_torch_path():
+@pytest.mark.parametrize("inputs, hidden, n", [(20, 20, 100), (2, 5, 7), (7, 3, 49), (1, 1, 24)])
+def test_fused_cell_at_other_sizes(inputs, hidden, n, torch_threads):
+    """The fused kernels' edge cases: an odd hidden size (a tile of one unit's gates), fewer coordinates
+    than a block, input counts that leave single rows, against plain autograd in float64."""
     from l2o.learned import native
 
     if native.kernels() is None:
         pytest.skip("no C compiler here: the native kernels cannot be built")
+    torch_threads(1)
+    torch.manual_seed(1)
+    x, h, c = (torch.randn(k, n, dtype=D, requires_grad=True) for k in (inputs, hidden, hidden))
+    w = torch.randn(4 * hidden, inputs + hidden, dtype=D, requires_grad=True)
+    b = torch.randn(4 * hidden, dtype=D, requires_grad=True)
+    out, ref = lstm_cell(x, h, c, w, b, impl="native"), reference_lstm_cell(x, h, c, w, b)
+    for a, r in zip(out, ref):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    dh, dc = torch.randn(hidden, n, dtype=D), torch.randn(hidden, n, dtype=D)
+    got = torch.autograd.grad((out[0] * dh).sum() + (out[1] * dc).sum(), (x, h, c, w, b))
+    want = torch.autograd.grad((ref[0] * dh).sum() + (ref[1] * dc).sum(), (x, h, c, w, b))
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_float32_agrees_with_torch_path(threads, torch_threads):
+    from l2o.learned import native
+
+    if native.kernels() is None:
+        pytest.skip("no C compiler here: the native kernels cannot be built")
+    torch_threads(threads)
     l2o = CoordinateLSTM(lstm_config("rp"))
-    g = torch.randn(1000) * 1e-3
-    outs = {}
+    g, weights = torch.randn(1000) * 1e-3, torch.randn(1000)
+    outs, grads = {}, {}
     for impl in ("native", "torch"):
         l2o.impl = impl
         state = l2o.init_state(g)
         for _ in range(5):
             update, state = l2o.step(g, state)
         outs[impl] = update
+        grads[impl] = torch.autograd.grad((update * weights).sum(), list(l2o.parameters()))
     torch.testing.assert_close(outs["native"], outs["torch"], rtol=1e-4, atol=1e-7)
+    for a, b in zip(grads["native"], grads["torch"]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
 
 
-def test_nan_propagates_through_the_native_cell():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nan_propagates_through_the_native_cell(threads, torch_threads):
+    torch_threads(threads)
     l2o = CoordinateLSTM(lstm_config("rp"))
     g = torch.randn(10)
     g[3] = float("nan")

@@ -10,9 +10,12 @@ Layout is feature-major: x (in, N), h and c (hidden, N), weight (4·hidden, in +
 ordered [input, forget, output, cell], bias (4·hidden,). Every gate is then a contiguous block of rows,
 so the elementwise work runs on contiguous memory (strided column slices are several times slower).
 
-On CPU the elementwise parts run as C kernels (``l2o.learned.native``) when they can be built; the
-torch path below is the same maths and serves GPUs and machines without a C compiler. Both are checked
-against ``reference_lstm_cell`` (plain autograd) in float64 by the tests.
+On CPU the cell runs as C kernels (``l2o.learned.native``) when they can be built: with one torch
+thread (Ray workers, the benchmarks) the whole step, matrix products included, is one kernel per
+direction that works through the coordinates in cache-sized blocks; with more threads the products go
+to torch's threaded BLAS and only the elementwise parts are C. The torch path below is the same maths
+and serves GPUs and machines without a C compiler. All are checked against ``reference_lstm_cell``
+(plain autograd) in float64 by the tests.
 """
 
 from __future__ import annotations
@@ -73,10 +76,16 @@ class _NativeLSTMCell(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h, c, w, b):
         size, n = h.shape
-        x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
-        act = w @ torch.cat([x, h], 0)  # the bias is added in the kernel (addmm would copy it N times)
+        x, h, c, w, b = x.contiguous(), h.contiguous(), c.contiguous(), w.contiguous(), b.contiguous()
         c_new, h_new = torch.empty_like(c), torch.empty_like(c)
-        native.call("lstm_forward", act.dtype, act, b.contiguous(), c, c_new, h_new, size, n)
+        ctx.fused = torch.get_num_threads() == 1
+        if ctx.fused:
+            act = torch.empty(4 * size, n, dtype=c.dtype)
+            if native.call("lstm_fused_forward", act.dtype, x, h, c, w, b, act, c_new, h_new, x.shape[0], size, n):
+                raise MemoryError("lstm_fused_forward: out of memory for its block buffers")
+        else:
+            act = w @ torch.cat([x, h], 0)  # the bias is added in the kernel (addmm would copy it N times)
+            native.call("lstm_forward", act.dtype, act, b, c, c_new, h_new, size, n)
         ctx.save_for_backward(x, h, c, act, c_new, w)
         return h_new, c_new
 
@@ -84,9 +93,19 @@ class _NativeLSTMCell(torch.autograd.Function):
     def backward(ctx, dh, dc):
         x, h, c, act, c_new, w = ctx.saved_tensors
         size, n = c.shape
-        dgates, dc_prev = torch.empty_like(act), torch.empty_like(c)
-        native.call("lstm_backward", act.dtype, act, c, c_new, None if dh is None else dh.contiguous(),
-                    None if dc is None else dc.contiguous(), dgates, dc_prev, size, n)
+        dh = None if dh is None else dh.contiguous()
+        dc = None if dc is None else dc.contiguous()
+        dc_prev = torch.empty_like(c)
+        if ctx.fused:
+            dx, dh_prev = torch.empty_like(x), torch.empty_like(h)
+            dw = torch.empty_like(w) if ctx.needs_input_grad[3] else None
+            db = torch.empty(w.shape[0], dtype=w.dtype) if ctx.needs_input_grad[4] else None
+            if native.call("lstm_fused_backward", act.dtype, x, h, c, act, c_new, w, dh, dc, dx, dh_prev, dc_prev,
+                           dw, db, x.shape[0], size, n):
+                raise MemoryError("lstm_fused_backward: out of memory for its block buffers")
+            return dx, dh_prev, dc_prev, dw, db
+        dgates = torch.empty_like(act)
+        native.call("lstm_backward", act.dtype, act, c, c_new, dh, dc, dgates, dc_prev, size, n)
         dxh = w.T @ dgates
         dw = dgates @ torch.cat([x, h], 0).T if ctx.needs_input_grad[3] else None
         db = dgates.sum(1) if ctx.needs_input_grad[4] else None

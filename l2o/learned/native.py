@@ -2,8 +2,9 @@
 built once per machine with the system C compiler by ``build`` and loaded by ctypes.
 
 The elementwise work of an LSTM step over N coordinates is a handful of passes over memory when
-written as torch ops; in C it is one pass, vectorised (glibc's SIMD exp). Matrix products stay with
-torch (MKL/oneDNN). The shared library is cached under ``$L2O_CACHE`` (default ``~/.cache/l2o``),
+written as torch ops; in C it is one pass, vectorised (glibc's SIMD exp). The fused kernels also do the
+cell's matrix products (K = inputs + hidden is small, so BLAS spends its time on memory traffic that a
+block-at-a-time kernel keeps in cache). The shared library is cached under ``$L2O_CACHE`` (default ``~/.cache/l2o``),
 keyed by the source, the compiler, its flags and the CPU, and written atomically, so parallel
 processes can build it at once. Where no compiler is found, or ``L2O_NATIVE=0``, ``kernels()`` returns
 None and callers use their torch path (the same maths, slower on CPU).
@@ -106,4 +107,4 @@ def call(name: str, dtype: torch.dtype, *args) -> None:
             converted.append(ctypes.c_void_p(a.data_ptr()))
         else:
             converted.append(ctypes.c_long(a))
-    fn(*converted)
+    return fn(*converted)

@@ -1,10 +1,13 @@
-/* Elementwise parts of the coordinatewise LSTM, fused into single passes over memory.
+/* The coordinatewise LSTM cell in C: its elementwise parts fused into single passes over memory, and
+ * the whole cell (products included) fused into one blocked pass per direction (lstm_fused_*).
  *
  * Layout is feature-major: a (rows, N) array holds one feature per row, one coordinate per column.
  * Every function exists for float (suffix _f32) and double (_f64). tanh is computed as 2*sigmoid(2x)-1.
  * Built at first use by l2o/learned/native.py with the system C compiler; see that module.
  */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* glibc ships SIMD variants of these (libmvec) but declares them only under -ffast-math; declaring
  * them here lets the loops vectorise while keeping IEEE semantics (NaN and inf propagate). */
@@ -88,5 +91,248 @@ void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {   
     for (long n = 0; n < count; ++n) dz[n] *= z[n] > (T)0 ? (T)1 : z[n] + (T)1;                             \
 }
 
+/* The whole cell in one pass over memory: matrix products and elementwise work per block of BN
+ * coordinates, so that a block's gates, inputs and gradients stay in the L1/L2 cache between the two.
+ * The products use register tiles of R rows x NV vectors (GCC/Clang vector extensions: 64-byte
+ * vectors, AVX-512 registers where the CPU has them, pairs of AVX2 registers elsewhere). Columns past
+ * the end of a short last block are zero in the local buffers and never written back.
+ *
+ *   lstm_fused_forward:  act = activations of w [x; h] + b, c_new, h_new        (x: I rows, h, c: H rows)
+ *   lstm_fused_backward: dx, dh_prev, dc_prev, and dw = dgates [x; h]^T, db = sum of dgates over
+ *                        coordinates (dw and db are skipped when NULL)
+ * The gradients match lstm_backward followed by the matrix products, up to summation order. */
+#define NV 3
+
+/* Compilers fold the loads of b0..b2 into every multiply-add that uses them (24 loads per 24 FMAs
+ * where 3 would do), which makes the tile bound by loads; an empty asm that claims to change them
+ * keeps them in registers. */
+#if defined(__GNUC__) && defined(__AVX512F__)
+#define KEEP_IN_REGISTERS(a, b, c) __asm__("" : "+v"(a), "+v"(b), "+v"(c))
+#else
+#define KEEP_IN_REGISTERS(a, b, c) ((void)0)
+#endif
+
+/* One coordinate n of one hidden unit: forward from pre-activations (bias included) in the block
+ * buffer, backward from the kept activations; the loops around them are in the functions below. */
+#define FWD_CELL(T, SUFFIX) {                                                                              \
+    T i = sig_##SUFFIX(pi[n]), f = sig_##SUFFIX(pf[n]), o = sig_##SUFFIX(po[n]);                           \
+    T g = (T)2 * sig_##SUFFIX((T)2 * pg[n]) - (T)1;                                                        \
+    T cc = f * cj[n] + i * g;                                                                              \
+    T t = (T)2 * sig_##SUFFIX((T)2 * cc) - (T)1;                                                           \
+    ai[n] = i; af[n] = f; ao[n] = o; ag[n] = g;                                                            \
+    cn[n] = cc; hj[n] = o * t;                                                                             \
+}
+#define BWD_CELL(T, SUFFIX) {                                                                              \
+    T i = ai[n], f = af[n], o = ao[n], g = ag[n];                                                          \
+    T t = (T)2 * sig_##SUFFIX((T)2 * cn[n]) - (T)1;                                                        \
+    T dhv = dhj[n], dct = dcj[n] + dhv * o * ((T)1 - t * t);                                               \
+    di[n] = dct * g * i * ((T)1 - i);                                                                      \
+    df[n] = dct * cj[n] * f * ((T)1 - f);                                                                  \
+    dO[n] = dhv * t * o * ((T)1 - o);                                                                      \
+    dgg[n] = dct * i * ((T)1 - g * g);                                                                     \
+    dcp[n] = dct * f;                                                                                      \
+}
+
+#define DEFINE_TILE(T, SUFFIX, R)                                                                          \
+/* out[r][0:BN] = init[r] + sum_k a[r][k * ks] * blk[k][0:BN] for R rows; init may be NULL (zero). */      \
+static void tile##R##_##SUFFIX(const T *const *a, long ks, const T *init, const T *restrict blk, long K,     \
+                               T *const *out) {                                                           \
+    typedef T V __attribute__((vector_size(64)));                                                          \
+    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    V acc[R][NV];                                                                                          \
+    _Pragma("GCC unroll 8")                                                                                \
+    for (int r = 0; r < R; ++r)                                                                            \
+        for (int v = 0; v < NV; ++v) acc[r][v] = (V){0} + (init ? init[r] : (T)0);                        \
+    for (long k = 0; k < K; ++k) {                                                                         \
+        const V *bk = (const V *)(blk + k * BN);                                                           \
+        V b0 = bk[0], b1 = bk[1], b2 = bk[2];                                                              \
+        KEEP_IN_REGISTERS(b0, b1, b2);                                                                     \
+        _Pragma("GCC unroll 8")                                                                            \
+        for (int r = 0; r < R; ++r) {                                                                      \
+            const V s = a[r][k * ks] - (V){0};  /* a broadcast (x - 0 is x, even for -0) */                \
+            acc[r][0] += s * b0; acc[r][1] += s * b1; acc[r][2] += s * b2;                                 \
+        }                                                                                                  \
+    }                                                                                                      \
+    _Pragma("GCC unroll 8")                                                                                \
+    for (int r = 0; r < R; ++r)                                                                            \
+        for (int v = 0; v < NV; ++v) ((V *)out[r])[v] = acc[r][v];                                         \
+}
+
+#define DEFINE_FUSED(T, SUFFIX)                                                                            \
+DEFINE_TILE(T, SUFFIX, 8)                                                                                  \
+DEFINE_TILE(T, SUFFIX, 4)                                                                                  \
+DEFINE_TILE(T, SUFFIX, 1)                                                                                  \
+                                                                                                           \
+/* out (K, BN) = W^T blk for W (G, K) row-major and blk (G, BN): tiles of 8 rows, 4, then single rows. */ \
+static void wt_times_##SUFFIX(const T *w, long K, long G, const T *blk, T *out) {                          \
+    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    const T *a[8];                                                                                         \
+    T *o[8];                                                                                               \
+    for (long r = 0; r < K; ) {                                                                            \
+        const int R = K - r >= 8 ? 8 : K - r >= 4 ? 4 : 1;                                                 \
+        for (int q = 0; q < R; ++q) { a[q] = w + r + q; o[q] = out + (r + q) * BN; }                        \
+        if (R == 8) tile8_##SUFFIX(a, K, 0, blk, G, o);                                                    \
+        else if (R == 4) tile4_##SUFFIX(a, K, 0, blk, G, o);                                               \
+        else tile1_##SUFFIX(a, K, 0, blk, G, o);                                                           \
+        r += R;                                                                                            \
+    }                                                                                                      \
+}                                                                                                          \
+                                                                                                           \
+/* Copies columns [n0, n0 + m) of the rows of x (I, N) then h (H, N) into blk (I + H, BN), zero-padded. */ \
+static void gather_##SUFFIX(const T *x, const T *h, long I, long H, long N, long n0, long m, T *blk) {     \
+    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    for (long k = 0; k < I + H; ++k) {                                                                     \
+        const T *src = k < I ? x + k * N + n0 : h + (k - I) * N + n0;                                      \
+        T *dst = blk + k * BN;                                                                             \
+        _Pragma("omp simd")                                                                                \
+        for (long n = 0; n < BN; ++n) dst[n] = n < m ? src[n] : (T)0;                                      \
+    }                                                                                                      \
+}                                                                                                          \
+                                                                                                           \
+/* The reverse: columns [0, m) of blk (I + H, BN) into columns [n0, n0 + m) of x (I, N) then h (H, N). */ \
+static void scatter_##SUFFIX(const T *blk, long I, long H, long N, long n0, long m, T *x, T *h) {          \
+    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    for (long k = 0; k < I + H; ++k) {                                                                     \
+        T *dst = k < I ? x + k * N + n0 : h + (k - I) * N + n0;                                            \
+        const T *src = blk + k * BN;                                                                       \
+        if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) dst[n] = src[n]; }                \
+        else for (long n = 0; n < m; ++n) dst[n] = src[n];                                                 \
+    }                                                                                                      \
+}                                                                                                          \
+                                                                                                           \
+/* Asks for columns [n0, n0 + BN) of `rows` rows of a (rows, N) array ahead of use: the rows of a block  \
+ * are far apart in memory, too many streams for the hardware prefetcher to follow. */                   \
+static inline void prefetch_##SUFFIX(const T *a, long rows, long N, long n0, int write) {                   \
+    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    if (!a || n0 >= N) return;                                                                             \
+    for (long r = 0; r < rows; ++r) {                                                                      \
+        const char *p = (const char *)(a + r * N + n0);                                                    \
+        for (int off = 0; off < BN * (int)sizeof(T); off += 64) {                                          \
+            if (write) __builtin_prefetch(p + off, 1); else __builtin_prefetch(p + off, 0);                \
+        }                                                                                                  \
+        if (write) __builtin_prefetch(p + BN * sizeof(T) - 1, 1); else __builtin_prefetch(p + BN * sizeof(T) - 1, 0); \
+    }                                                                                                      \
+}                                                                                                          \
+                                                                                                           \
+int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, const T *w, const T *b,       \
+                                T *restrict act, T *restrict c_new, T *restrict h_new, long I, long H, long N) { \
+    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    const long K = I + H, G = 4 * H;                                                                       \
+    T *blk = aligned_alloc(64, (size_t)(K + G) * BN * sizeof(T));                                          \
+    if (!blk) return -1;                                                                                   \
+    T *pre = blk + K * BN;                                                                                 \
+    for (long n0 = 0; n0 < N; n0 += BN) {                                                                  \
+        const long m = N - n0 < BN ? N - n0 : BN;                                                          \
+        prefetch_##SUFFIX(x, I, N, n0 + BN, 0); prefetch_##SUFFIX(h, H, N, n0 + BN, 0);                    \
+        prefetch_##SUFFIX(c, H, N, n0 + BN, 0);    \
+ \
+        gather_##SUFFIX(x, h, I, H, N, n0, m, blk);                                                        \
+        const T *a[8], *init = 0;                                                                          \
+        T bias[8], *o[8];                                                                                  \
+        for (long j = 0; j < H; ) {  /* the four gates of one or two hidden units per tile */              \
+            const int units = H - j >= 2 ? 2 : 1;                                                          \
+            for (int q = 0; q < 4 * units; ++q) {                                                          \
+                const long row = (q / units) * H + j + q % units;                                          \
+                a[q] = w + row * K; bias[q] = b[row]; o[q] = pre + row * BN;                               \
+            }                                                                                              \
+            init = bias;                                                                                   \
+            if (units == 2) tile8_##SUFFIX(a, 1, init, blk, K, o);                                         \
+            else tile4_##SUFFIX(a, 1, init, blk, K, o);                                                    \
+            j += units;                                                                                    \
+        }                                                                                                  \
+        for (long j = 0; j < H; ++j) {                                                                     \
+            const T *pi = pre + j * BN, *pf = pre + (H + j) * BN, *po = pre + (2 * H + j) * BN;            \
+            const T *pg = pre + (3 * H + j) * BN, *cj = c + j * N + n0;                                    \
+            T *ai = act + j * N + n0, *af = act + (H + j) * N + n0, *ao = act + (2 * H + j) * N + n0;      \
+            T *ag = act + (3 * H + j) * N + n0, *cn = c_new + j * N + n0, *hj = h_new + j * N + n0;        \
+            if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) FWD_CELL(T, SUFFIX) }       \
+            else { _Pragma("omp simd") for (long n = 0; n < m; ++n) FWD_CELL(T, SUFFIX) }                  \
+        }                                                                                                  \
+    }                                                                                                      \
+    free(blk);                                                                                             \
+    return 0;                                                                                              \
+}                                                                                                          \
+                                                                                                           \
+int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, const T *restrict act,       \
+                                 const T *restrict c_new, const T *w, const T *restrict dh,                \
+                                 const T *restrict dc, T *restrict dx, T *restrict dh_prev,                \
+                                 T *restrict dc_prev, T *restrict dw, T *restrict db, long I, long H, long N) { \
+    typedef T V __attribute__((vector_size(64)));                                                          \
+    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    const long K = I + H, G = 4 * H;                                                                       \
+    /* local: dgates (G, BN), [x; h] (K, BN), dxh (K, BN); lane sums of dw (G * K) and db (G) */           \
+    T *dg = aligned_alloc(64, (size_t)(G + 2 * K + 1) * BN * sizeof(T));                                   \
+    V *dwl = aligned_alloc(64, (size_t)(G * K + G) * sizeof(V));                                           \
+    if (!dg || !dwl) { free(dg); free(dwl); return -1; }                                                   \
+    T *blk = dg + G * BN, *dxh = blk + K * BN, *zero = dxh + K * BN;  /* zero: a missing dh or dc */      \
+    V *dbl = dwl + G * K;                                                                                  \
+    memset(dwl, 0, (size_t)(G * K + G) * sizeof(V));                                                       \
+    memset(zero, 0, BN * sizeof(T));                                                                       \
+    for (long n0 = 0; n0 < N; n0 += BN) {                                                                  \
+        const long m = N - n0 < BN ? N - n0 : BN;                                                          \
+        prefetch_##SUFFIX(act, G, N, n0 + BN, 0); prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                  \
+        prefetch_##SUFFIX(c_new, H, N, n0 + BN, 0); prefetch_##SUFFIX(dh, H, N, n0 + BN, 0);               \
+        prefetch_##SUFFIX(dc, H, N, n0 + BN, 0); prefetch_##SUFFIX(dc_prev, H, N, n0 + BN, 1);             \
+        prefetch_##SUFFIX(dx, I, N, n0 + BN, 1); prefetch_##SUFFIX(dh_prev, H, N, n0 + BN, 1);             \
+        if (dw) { prefetch_##SUFFIX(x, I, N, n0 + BN, 0); prefetch_##SUFFIX(h, H, N, n0 + BN, 0); }        \
+        if (m < BN)  /* the last, short block: columns past m must read as zero */                         \
+            for (long r = 0; r < G; ++r) memset(dg + r * BN + m, 0, (size_t)(BN - m) * sizeof(T));        \
+        for (long j = 0; j < H; ++j) {                                                                     \
+            const long o0 = j * N + n0;                                                                    \
+            const T *ai = act + o0, *af = act + H * N + o0, *ao = act + 2 * H * N + o0;                    \
+            const T *ag = act + 3 * H * N + o0, *cj = c + o0, *cn = c_new + o0;                           \
+            const T *dhj = dh ? dh + o0 : zero, *dcj = dc ? dc + o0 : zero;                                \
+            T *di = dg + j * BN, *df = dg + (H + j) * BN, *dO = dg + (2 * H + j) * BN;                     \
+            T *dgg = dg + (3 * H + j) * BN, *dcp = dc_prev + o0;                                           \
+            if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) BWD_CELL(T, SUFFIX) }       \
+            else { _Pragma("omp simd") for (long n = 0; n < m; ++n) BWD_CELL(T, SUFFIX) }                  \
+        }                                                                                                  \
+        wt_times_##SUFFIX(w, K, G, dg, dxh);                                                               \
+        scatter_##SUFFIX(dxh, I, H, N, n0, m, dx, dh_prev);                                                \
+        if (dw) {                                                                                          \
+            gather_##SUFFIX(x, h, I, H, N, n0, m, blk);                                                    \
+            const V *gv = (const V *)dg, *xv = (const V *)blk;                                             \
+            for (long r = 0; r < G; r += 4) {                                                              \
+                long k = 0;                                                                                \
+                for (; k + 4 <= K; k += 4) {                                                               \
+                    V s[4][4];                                                                             \
+                    _Pragma("GCC unroll 4")                                                                \
+                    for (int p = 0; p < 4; ++p)                                                            \
+                        for (int q = 0; q < 4; ++q) s[p][q] = dwl[(r + p) * K + k + q];                    \
+                    for (int v = 0; v < NV; ++v) {                                                         \
+                        _Pragma("GCC unroll 4")                                                            \
+                        for (int p = 0; p < 4; ++p)                                                        \
+                            for (int q = 0; q < 4; ++q) s[p][q] += gv[(r + p) * NV + v] * xv[(k + q) * NV + v]; \
+                    }                                                                                      \
+                    _Pragma("GCC unroll 4")                                                                \
+                    for (int p = 0; p < 4; ++p)                                                            \
+                        for (int q = 0; q < 4; ++q) dwl[(r + p) * K + k + q] = s[p][q];                    \
+                }                                                                                          \
+                for (; k < K; ++k)                                                                         \
+                    for (int p = 0; p < 4; ++p)                                                            \
+                        for (int v = 0; v < NV; ++v) dwl[(r + p) * K + k] += gv[(r + p) * NV + v] * xv[k * NV + v]; \
+            }                                                                                              \
+        }                                                                                                  \
+        if (db)                                                                                            \
+            for (long r = 0; r < G; ++r)                                                                   \
+                for (int v = 0; v < NV; ++v) dbl[r] += ((const V *)dg)[r * NV + v];                       \
+    }                                                                                                      \
+    for (long e = 0; e < (dw ? G * K : 0); ++e) {                                                          \
+        T s = 0;                                                                                           \
+        for (int l = 0; l < (int)(64 / sizeof(T)); ++l) s += dwl[e][l];                                    \
+        dw[e] = s;                                                                                         \
+    }                                                                                                      \
+    for (long r = 0; r < (db ? G : 0); ++r) {                                                              \
+        T s = 0;                                                                                           \
+        for (int l = 0; l < (int)(64 / sizeof(T)); ++l) s += dbl[r][l];                                    \
+        db[r] = s;                                                                                         \
+    }                                                                                                      \
+    free(dg);                                                                                              \
+    free(dwl);                                                                                             \
+    return 0;                                                                                              \
+}
+
 DEFINE_KERNELS(float, f32, expf, expm1f)
 DEFINE_KERNELS(double, f64, exp, expm1)
+DEFINE_FUSED(float, f32)
+DEFINE_FUSED(double, f64)
