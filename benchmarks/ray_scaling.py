@@ -1,7 +1,7 @@
 """Ray scaling on this machine: meta-training with 2 Ray Train workers vs 1, dataset generation with 2
 actors vs 1 (one torch thread each).
 
-    python benchmarks/ray_scaling.py [--epochs 4] [--epoch-len 200] [--seeds 4] [--steps 300]
+    python benchmarks/ray_scaling.py [--epochs 4] [--epoch-len 400] [--seeds 8] [--steps 300]
 
 Throughput of meta-training = unroll windows per second over all workers, timed inside the training
 loop from the end of the first epoch (start-up and warm-up excluded; no evaluations); of generation =
@@ -42,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=4, help="meta-training epochs per run (default: 4)")
     ap.add_argument("--epoch-len", type=int, default=400, help="steps per epoch (default: 400)")
-    ap.add_argument("--seeds", type=int, default=4, help="rollout seeds to generate (default: 4)")
+    ap.add_argument("--seeds", type=int, default=8, help="rollout seeds to generate (default: 8)")
     ap.add_argument("--steps", type=int, default=300, help="steps per rollout (default: 300)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

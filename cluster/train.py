@@ -2,8 +2,9 @@
 
 Every worker builds the same learned optimizer (same seed), then meta-trains on its own optimizees
 (MetaTrainConfig seed + rank). ``DistributedSync`` averages the meta-gradient over workers after every
-backward pass (an all-reduce, as DDP does) and makes the workers agree on skipped windows, evaluation
-losses and the time budget, so their weights and curriculum stay identical. After every unroll window
+backward pass (an all-reduce, as DDP does; whether every worker's window was finite travels in the same
+exchange, so a window has one point where workers wait for each other) and makes the workers agree on
+evaluation losses and the time budget, so their weights and curriculum stay identical. After every unroll window
 each worker sets Ray gauges (``l2o_meta_train_window_loss`` …, tagged by run and rank: the dashboard's
 Metrics page); after every epoch the workers call ``ray.train.report`` (the run's metrics), and every
 ``checkpoint_every`` epochs rank 0 writes the l2o checkpoint file into a temporary folder and reports
@@ -36,12 +37,15 @@ class DistributedSync:
         self.dist, self.device = dist, device
         self.world = dist.get_world_size()
 
-    def gradients(self, params: list[torch.Tensor]) -> None:
-        flat = torch.cat([p.grad.reshape(-1) for p in params]).to(self.device)
-        self.dist.all_reduce(flat)
+    def gradients(self, params: list[torch.Tensor], ok: bool = True) -> bool:
+        flag = torch.ones(1, dtype=params[0].grad.dtype, device=params[0].grad.device) * float(ok)
+        flat = torch.cat([p.grad.reshape(-1) for p in params] + [flag]).to(self.device)
+        self.dist.all_reduce(flat)  # the flag's sum counts the processes whose window was finite
+        every = bool(flat[-1].item() == self.world)
         flat /= self.world
-        for p, g in zip(params, flat.split([p.numel() for p in params])):
+        for p, g in zip(params, flat[:-1].split([p.numel() for p in params])):
             p.grad.copy_(g.view_as(p.grad))
+        return every
 
     def all(self, flag: bool) -> bool:
         t = torch.tensor([1.0 if flag else 0.0], device=self.device)

@@ -75,17 +75,9 @@ class _NativeLSTMCell(torch.autograd.Function):
     # than kept for every step of the window.
     @staticmethod
     def forward(ctx, x, h, c, w, b):
-        size, n = h.shape
-        x, h, c, w, b = x.contiguous(), h.contiguous(), c.contiguous(), w.contiguous(), b.contiguous()
-        c_new, h_new = torch.empty_like(c), torch.empty_like(c)
         ctx.fused = torch.get_num_threads() == 1
-        if ctx.fused:
-            act = torch.empty(4 * size, n, dtype=c.dtype)
-            if native.call("lstm_fused_forward", act.dtype, x, h, c, w, b, act, c_new, h_new, x.shape[0], size, n):
-                raise MemoryError("lstm_fused_forward: out of memory for its block buffers")
-        else:
-            act = w @ torch.cat([x, h], 0)  # the bias is added in the kernel (addmm would copy it N times)
-            native.call("lstm_forward", act.dtype, act, b, c, c_new, h_new, size, n)
+        x, h, c, w, b = x.contiguous(), h.contiguous(), c.contiguous(), w.contiguous(), b.contiguous()
+        h_new, c_new, act = _native_forward(x, h, c, w, b, ctx.fused, keep=True)
         ctx.save_for_backward(x, h, c, act, c_new, w)
         return h_new, c_new
 
@@ -111,6 +103,21 @@ class _NativeLSTMCell(torch.autograd.Function):
         db = dgates.sum(1) if ctx.needs_input_grad[4] else None
         dx, dh_prev = dxh.split([x.shape[0], size], 0)
         return dx, dh_prev, dc_prev, dw, db
+
+
+def _native_forward(x, h, c, w, b, fused: bool, keep: bool):
+    """(h', c', activations) by the C kernels; without ``keep`` the fused kernel does not write the
+    activations (nothing will differentiate through them) and the third value is None."""
+    size, n = h.shape
+    c_new, h_new = torch.empty_like(c), torch.empty_like(c)
+    if fused:
+        act = torch.empty(4 * size, n, dtype=c.dtype) if keep else None
+        if native.call("lstm_fused_forward", c.dtype, x, h, c, w, b, act, c_new, h_new, x.shape[0], size, n):
+            raise MemoryError("lstm_fused_forward: out of memory for its block buffers")
+    else:
+        act = w @ torch.cat([x, h], 0)  # the bias is added in the kernel (addmm would copy it N times)
+        native.call("lstm_forward", act.dtype, act, b, c, c_new, h_new, size, n)
+    return h_new, c_new, act
 
 
 class _NativeEluLinear(torch.autograd.Function):
@@ -145,8 +152,12 @@ def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: torch.Tensor
 
     ``impl``: "native" (C kernels), "torch", or None to pick native where it is usable.
     """
-    fn = _NativeLSTMCell if _native(impl, x, h, c, w, b) else _LSTMCell
-    return fn.apply(x, h, c, w, b)
+    if not _native(impl, x, h, c, w, b):
+        return _LSTMCell.apply(x, h, c, w, b)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, w, b)):
+        return _NativeLSTMCell.apply(x, h, c, w, b)
+    x, h, c, w, b = x.contiguous(), h.contiguous(), c.contiguous(), w.contiguous(), b.contiguous()
+    return _native_forward(x, h, c, w, b, torch.get_num_threads() == 1, keep=False)[:2]
 
 
 def elu_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, impl: str | None = None) -> torch.Tensor:

@@ -98,6 +98,7 @@ void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {   
  * the end of a short last block are zero in the local buffers and never written back.
  *
  *   lstm_fused_forward:  act = activations of w [x; h] + b, c_new, h_new        (x: I rows, h, c: H rows)
+ *                        (act may be NULL where no backward follows)
  *   lstm_fused_backward: dx, dh_prev, dc_prev, and dw = dgates [x; h]^T, db = sum of dgates over
  *                        coordinates (dw and db are skipped when NULL)
  * The gradients match lstm_backward followed by the matrix products, up to summation order. */
@@ -243,8 +244,10 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
         for (long j = 0; j < H; ++j) {                                                                     \
             const T *pi = pre + j * BN, *pf = pre + (H + j) * BN, *po = pre + (2 * H + j) * BN;            \
             const T *pg = pre + (3 * H + j) * BN, *cj = c + j * N + n0;                                    \
-            T *ai = act + j * N + n0, *af = act + (H + j) * N + n0, *ao = act + (2 * H + j) * N + n0;      \
-            T *ag = act + (3 * H + j) * N + n0, *cn = c_new + j * N + n0, *hj = h_new + j * N + n0;        \
+            /* without act (no backward to come) the activations overwrite their pre-activations */     \
+            T *ai = act ? act + j * N + n0 : (T *)pi, *af = act ? act + (H + j) * N + n0 : (T *)pf;         \
+            T *ao = act ? act + (2 * H + j) * N + n0 : (T *)po, *ag = act ? act + (3 * H + j) * N + n0 : (T *)pg; \
+            T *cn = c_new + j * N + n0, *hj = h_new + j * N + n0;                                          \
             if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) FWD_CELL(T, SUFFIX) }       \
             else { _Pragma("omp simd") for (long n = 0; n < m; ++n) FWD_CELL(T, SUFFIX) }                  \
         }                                                                                                  \

@@ -97,8 +97,10 @@ class TrainState:
 class Sync:
     """Agreement between data-parallel meta-training processes; this one is a single process."""
 
-    def gradients(self, params: list[torch.Tensor]) -> None:
-        """Average the parameters' ``.grad`` across processes (in place)."""
+    def gradients(self, params: list[torch.Tensor], ok: bool = True) -> bool:
+        """Average the parameters' ``.grad`` across processes (in place); True only if every process
+        says ``ok`` (one exchange for both, so that a window has a single point where processes wait)."""
+        return ok
 
     def all(self, flag: bool) -> bool:
         """True only if every process says True."""
@@ -160,10 +162,6 @@ class MetaTrainer:
                 losses.append(loss)
             losses_t = torch.stack(losses)
             finite = bool(torch.isfinite(losses_t).all()) and all(bool(torch.isfinite(u).all()) for u in steps)
-            if not self.sync.all(finite):
-                self._bad_window(epoch, window)
-                skipped += 1
-                break  # the optimizee has left the rails: the rest of this epoch teaches nothing
             if imitate:
                 n, s = float(phi.numel()), getattr(self.l2o.config, "output_scale", 1.0) or 1.0
                 out_grads = [2.0 * (u.detach() - a) / (n * s * s) for u, a in zip(steps, targets)]
@@ -172,8 +170,12 @@ class MetaTrainer:
                 out_grads = list(torch.stack(grads).flip(0).cumsum(0).flip(0).unbind(0))
                 meta_loss = float(losses_t.sum())
             self.meta_opt.zero_grad(set_to_none=True)
-            torch.autograd.backward(steps, out_grads)
-            self.sync.gradients([p for p in self.l2o.parameters() if p.grad is not None])
+            torch.autograd.backward(steps, out_grads)  # also when not finite: the processes agree below
+            if not self.sync.gradients([p for p in self.l2o.parameters() if p.grad is not None], finite):
+                self.meta_opt.zero_grad(set_to_none=True)
+                self._bad_window(epoch, window)
+                skipped += 1
+                break  # the optimizee has left the rails: the rest of this epoch teaches nothing
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.l2o.parameters(), cfg.grad_clip)
             self.meta_opt.step()
