@@ -23,6 +23,21 @@ def _offline_and_isolated(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread_per_test_process():
+    """Parallel test processes (pytest -n) share the cores: one torch thread each, or their OpenMP
+    threads oversubscribe the machine and spin against each other. Tests of threading set it themselves."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def free_port() -> int:
     import socket
 

@@ -10,12 +10,11 @@ Layout is feature-major: x (in, N), h and c (hidden, N), weight (4·hidden, in +
 ordered [input, forget, output, cell], bias (4·hidden,). Every gate is then a contiguous block of rows,
 so the elementwise work runs on contiguous memory (strided column slices are several times slower).
 
-On CPU the cell runs as C kernels (``l2o.learned.native``) when they can be built: with one torch
-thread (Ray workers, the benchmarks) the whole step, matrix products included, is one kernel per
-direction that works through the coordinates in cache-sized blocks; with more threads the products go
-to torch's threaded BLAS and only the elementwise parts are C. The torch path below is the same maths
-and serves GPUs and machines without a C compiler. All are checked against ``reference_lstm_cell``
-(plain autograd) in float64 by the tests.
+On CPU the cell runs as C kernels (``l2o.learned.native``) when they can be built: the whole step,
+matrix products included, is one kernel per direction that works through the coordinates in
+cache-sized blocks, shared among torch's threads. The torch path below is the same maths and serves
+GPUs and machines without a C compiler. Both are checked against ``reference_lstm_cell`` (plain
+autograd) in float64 by the tests.
 """
 
 from __future__ import annotations
@@ -71,13 +70,11 @@ class _LSTMCell(torch.autograd.Function):
 
 class _NativeLSTMCell(torch.autograd.Function):
     # Saves only what no other node keeps: the activations and the new cell state; x, h and c are
-    # references to tensors that exist anyway, and [x; h] is rebuilt in backward (a cheap copy) rather
-    # than kept for every step of the window.
+    # references to tensors that exist anyway, and [x; h] is read again in backward rather than kept.
     @staticmethod
     def forward(ctx, x, h, c, w, b):
-        ctx.fused = torch.get_num_threads() == 1
         x, h, c, w, b = x.contiguous(), h.contiguous(), c.contiguous(), w.contiguous(), b.contiguous()
-        h_new, c_new, act = _native_forward(x, h, c, w, b, ctx.fused, keep=True)
+        h_new, c_new, act = _native_forward(x, h, c, w, b, keep=True)
         ctx.save_for_backward(x, h, c, act, c_new, w)
         return h_new, c_new
 
@@ -85,38 +82,32 @@ class _NativeLSTMCell(torch.autograd.Function):
     def backward(ctx, dh, dc):
         x, h, c, act, c_new, w = ctx.saved_tensors
         size, n = c.shape
-        dh = None if dh is None else dh.contiguous()
-        dc = None if dc is None else dc.contiguous()
-        dc_prev = torch.empty_like(c)
-        if ctx.fused:
-            dx, dh_prev = torch.empty_like(x), torch.empty_like(h)
-            dw = torch.empty_like(w) if ctx.needs_input_grad[3] else None
-            db = torch.empty(w.shape[0], dtype=w.dtype) if ctx.needs_input_grad[4] else None
-            if native.call("lstm_fused_backward", act.dtype, x, h, c, act, c_new, w, dh, dc, dx, dh_prev, dc_prev,
-                           dw, db, x.shape[0], size, n):
-                raise MemoryError("lstm_fused_backward: out of memory for its block buffers")
-            return dx, dh_prev, dc_prev, dw, db
-        dgates = torch.empty_like(act)
-        native.call("lstm_backward", act.dtype, act, c, c_new, dh, dc, dgates, dc_prev, size, n)
-        dxh = w.T @ dgates
-        dw = dgates @ torch.cat([x, h], 0).T if ctx.needs_input_grad[3] else None
-        db = dgates.sum(1) if ctx.needs_input_grad[4] else None
-        dx, dh_prev = dxh.split([x.shape[0], size], 0)
+        dx, dh_prev, dc_prev = torch.empty_like(x), torch.empty_like(h), torch.empty_like(c)
+        dw = torch.empty_like(w) if ctx.needs_input_grad[3] else None
+        db = torch.empty(w.shape[0], dtype=w.dtype) if ctx.needs_input_grad[4] else None
+        if native.call("lstm_fused_backward", act.dtype, x, h, c, act, c_new, w,
+                       None if dh is None else dh.contiguous(), None if dc is None else dc.contiguous(),
+                       dx, dh_prev, dc_prev, dw, db, x.shape[0], size, n, _threads(n)):
+            raise MemoryError("lstm_fused_backward: out of memory for its block buffers")
         return dx, dh_prev, dc_prev, dw, db
 
 
-def _native_forward(x, h, c, w, b, fused: bool, keep: bool):
-    """(h', c', activations) by the C kernels; without ``keep`` the fused kernel does not write the
+MIN_COLUMNS_PER_THREAD = 4096  # fewer coordinates per torch thread than this run on fewer threads
+
+
+def _threads(n: int) -> int:
+    return max(1, min(torch.get_num_threads(), n // MIN_COLUMNS_PER_THREAD))
+
+
+def _native_forward(x, h, c, w, b, keep: bool):
+    """(h', c', activations) by the fused C kernel; without ``keep`` the kernel does not write the
     activations (nothing will differentiate through them) and the third value is None."""
     size, n = h.shape
     c_new, h_new = torch.empty_like(c), torch.empty_like(c)
-    if fused:
-        act = torch.empty(4 * size, n, dtype=c.dtype) if keep else None
-        if native.call("lstm_fused_forward", c.dtype, x, h, c, w, b, act, c_new, h_new, x.shape[0], size, n):
-            raise MemoryError("lstm_fused_forward: out of memory for its block buffers")
-    else:
-        act = w @ torch.cat([x, h], 0)  # the bias is added in the kernel (addmm would copy it N times)
-        native.call("lstm_forward", act.dtype, act, b, c, c_new, h_new, size, n)
+    act = torch.empty(4 * size, n, dtype=c.dtype) if keep else None
+    if native.call("lstm_fused_forward", c.dtype, x, h, c, w, b, act, c_new, h_new, x.shape[0], size, n,
+                   _threads(n)):
+        raise MemoryError("lstm_fused_forward: out of memory for its block buffers")
     return h_new, c_new, act
 
 
@@ -157,7 +148,7 @@ def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: torch.Tensor
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, w, b)):
         return _NativeLSTMCell.apply(x, h, c, w, b)
     x, h, c, w, b = x.contiguous(), h.contiguous(), c.contiguous(), w.contiguous(), b.contiguous()
-    return _native_forward(x, h, c, w, b, torch.get_num_threads() == 1, keep=False)[:2]
+    return _native_forward(x, h, c, w, b, keep=False)[:2]
 
 
 def elu_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, impl: str | None = None) -> torch.Tensor:

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native_cell.c")
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared"]
+# Tried first: OpenMP threads. The library then binds to the libgomp torch has already loaded (same
+# soname), so its parallel loops use torch's thread pool and follow torch.set_num_threads.
+OPENMP = ["-fopenmp"]
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
@@ -45,7 +48,9 @@ def _compile(cc: str, source: Path, out: Path) -> None:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         target = Path(tmp) / out.name
         base = [cc, *FLAGS, "-o", str(target), str(source)]
-        for extra in (["-lmvec", "-lm"], ["-DL2O_NO_MVEC", "-lm"]):  # libmvec is glibc-only
+        # libmvec is glibc-only; OpenMP may be missing (then the kernels run on one thread)
+        for extra in (OPENMP + ["-lmvec", "-lm"], OPENMP + ["-DL2O_NO_MVEC", "-lm"], ["-lmvec", "-lm"],
+                      ["-DL2O_NO_MVEC", "-lm"]):
             result = subprocess.run([*base, *extra], capture_output=True, text=True)
             if result.returncode == 0:
                 os.replace(target, out)
@@ -66,7 +71,7 @@ def build(source: str, name: str) -> ctypes.CDLL | None:
     if not cc:
         log.info("native kernels: no C compiler found; using the torch path")
         return None
-    key = hashlib.sha256((source + " ".join([cc, *FLAGS, _cpu_id()])).encode()).hexdigest()[:16]
+    key = hashlib.sha256((source + " ".join([cc, *FLAGS, *OPENMP, _cpu_id()])).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("L2O_CACHE") or Path.home() / ".cache" / "l2o").expanduser()
     path = cache / "native" / f"{name}-{key}.so"
     try:

@@ -1,5 +1,5 @@
-/* The coordinatewise LSTM cell in C: its elementwise parts fused into single passes over memory, and
- * the whole cell (products included) fused into one blocked pass per direction (lstm_fused_*).
+/* The coordinatewise LSTM cell in C: the whole cell, products included, in one blocked pass over
+ * memory per direction (lstm_fused_*), and the ELU pre-layer of RP.
  *
  * Layout is feature-major: a (rows, N) array holds one feature per row, one coordinate per column.
  * Every function exists for float (suffix _f32) and double (_f64). tanh is computed as 2*sigmoid(2x)-1.
@@ -8,6 +8,17 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int thread_index(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* glibc ships SIMD variants of these (libmvec) but declares them only under -ffast-math; declaring
  * them here lets the loops vectorise while keeping IEEE semantics (NaN and inf propagate). */
@@ -20,53 +31,6 @@ __attribute__((simd("notinbranch"))) double expm1(double);
 
 #define DEFINE_KERNELS(T, SUFFIX, EXP, EXPM1)                                                              \
 static inline T sig_##SUFFIX(T x) { return (T)1 / ((T)1 + EXP(-x)); }                                      \
-                                                                                                           \
-/* act: (4H, N) gate pre-activations [i; f; o; g] without bias in, activations out; b (4H,) the bias.   \
- * Writes c_new and h_new. */                                                                              \
-void lstm_forward_##SUFFIX(T *restrict act, const T *restrict b, const T *restrict c, T *restrict c_new,   \
-                           T *restrict h_new, long H, long N) {                                           \
-    for (long j = 0; j < H; ++j) {                                                                         \
-        T *ai = act + j * N, *af = act + (H + j) * N, *ao = act + (2 * H + j) * N, *ag = act + (3 * H + j) * N; \
-        const T bi = b[j], bf = b[H + j], bo = b[2 * H + j], bg = b[3 * H + j];                            \
-        const T *cj = c + j * N;                                                                           \
-        T *cn = c_new + j * N, *hj = h_new + j * N;                                                        \
-        _Pragma("omp simd")                                                                                \
-        for (long n = 0; n < N; ++n) {                                                                     \
-            T i = sig_##SUFFIX(ai[n] + bi), f = sig_##SUFFIX(af[n] + bf), o = sig_##SUFFIX(ao[n] + bo);    \
-            T g = (T)2 * sig_##SUFFIX((T)2 * (ag[n] + bg)) - (T)1;                                         \
-            T cc = f * cj[n] + i * g;                                                                      \
-            T t = (T)2 * sig_##SUFFIX((T)2 * cc) - (T)1;                                                   \
-            ai[n] = i; af[n] = f; ao[n] = o; ag[n] = g;                                                    \
-            cn[n] = cc; hj[n] = o * t;                                                                     \
-        }                                                                                                  \
-    }                                                                                                      \
-}                                                                                                          \
-                                                                                                           \
-/* Gate gradients (4H, N) and the gradient of the previous cell state; dh or dc may be NULL (zero).        \
- * tanh(c_new) is recomputed from c_new rather than kept, to save memory traffic. */                       \
-void lstm_backward_##SUFFIX(const T *restrict act, const T *restrict c, const T *restrict c_new,          \
-                            const T *restrict dh, const T *restrict dc, T *restrict dgates,               \
-                            T *restrict dc_prev, long H, long N) {                                         \
-    for (long j = 0; j < H; ++j) {                                                                         \
-        const T *ai = act + j * N, *af = act + (H + j) * N, *ao = act + (2 * H + j) * N;                   \
-        const T *ag = act + (3 * H + j) * N, *cj = c + j * N, *cn = c_new + j * N;                         \
-        const T *dhj = dh ? dh + j * N : 0, *dcj = dc ? dc + j * N : 0;                                    \
-        T *di = dgates + j * N, *df = dgates + (H + j) * N, *dO = dgates + (2 * H + j) * N;                \
-        T *dg = dgates + (3 * H + j) * N, *dcp = dc_prev + j * N;                                          \
-        _Pragma("omp simd")                                                                                \
-        for (long n = 0; n < N; ++n) {                                                                     \
-            T i = ai[n], f = af[n], o = ao[n], g = ag[n];                                                  \
-            T t = (T)2 * sig_##SUFFIX((T)2 * cn[n]) - (T)1;                                                \
-            T dhv = dhj ? dhj[n] : (T)0;                                                                   \
-            T dct = (dcj ? dcj[n] : (T)0) + dhv * o * ((T)1 - t * t);                                      \
-            di[n] = dct * g * i * ((T)1 - i);                                                              \
-            df[n] = dct * cj[n] * f * ((T)1 - f);                                                          \
-            dO[n] = dhv * t * o * ((T)1 - o);                                                              \
-            dg[n] = dct * i * ((T)1 - g * g);                                                              \
-            dcp[n] = dct * f;                                                                              \
-        }                                                                                                  \
-    }                                                                                                      \
-}                                                                                                          \
                                                                                                            \
 /* ELU pre-layer: z = elu(W x + b), W (R, K) row-major, x (K, N); keeps z. */                              \
 void elu_linear_forward_##SUFFIX(const T *restrict w, const T *restrict b, const T *restrict x,           \
@@ -101,7 +65,9 @@ void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {   
  *                        (act may be NULL where no backward follows)
  *   lstm_fused_backward: dx, dh_prev, dc_prev, and dw = dgates [x; h]^T, db = sum of dgates over
  *                        coordinates (dw and db are skipped when NULL)
- * The gradients match lstm_backward followed by the matrix products, up to summation order. */
+ * Blocks are shared among `threads` OpenMP threads (torch's pool: the library binds to the libgomp torch
+ * has loaded) in contiguous runs; each thread keeps its own weight and bias partial sums, added in
+ * thread order at the end, so a result depends on the thread count only. */
 #define NV 3
 
 /* Compilers fold the loads of b0..b2 into every multiply-add that uses them (24 loads per 24 FMAs
@@ -216,14 +182,19 @@ static inline void prefetch_##SUFFIX(const T *a, long rows, long N, long n0, int
 }                                                                                                          \
                                                                                                            \
 int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, const T *w, const T *b,       \
-                                T *restrict act, T *restrict c_new, T *restrict h_new, long I, long H, long N) { \
+                                T *restrict act, T *restrict c_new, T *restrict h_new, long I, long H, long N, \
+                                long threads) {                                                              \
     enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
-    const long K = I + H, G = 4 * H;                                                                       \
-    T *blk = aligned_alloc(64, (size_t)(K + G) * BN * sizeof(T));                                          \
-    if (!blk) return -1;                                                                                   \
-    T *pre = blk + K * BN;                                                                                 \
-    for (long n0 = 0; n0 < N; n0 += BN) {                                                                  \
-        const long m = N - n0 < BN ? N - n0 : BN;                                                          \
+    const long K = I + H, G = 4 * H, blocks = (N + BN - 1) / BN;                                           \
+    int failed = 0;                                                                                        \
+    _Pragma("omp parallel num_threads(threads > 1 ? (int)threads : 1) reduction(|: failed)")               \
+    {                                                                                                      \
+    T *blk = aligned_alloc(64, (size_t)(K + G) * BN * sizeof(T)), *pre = blk ? blk + K * BN : 0;           \
+    failed |= !blk;                                                                                        \
+    _Pragma("omp for schedule(static)")                                                                    \
+    for (long nb = 0; nb < blocks; ++nb) {                                                                      \
+        if (!blk) continue;                                                                                \
+        const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                             \
         prefetch_##SUFFIX(x, I, N, n0 + BN, 0); prefetch_##SUFFIX(h, H, N, n0 + BN, 0);                    \
         prefetch_##SUFFIX(c, H, N, n0 + BN, 0);    \
  \
@@ -253,26 +224,36 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
         }                                                                                                  \
     }                                                                                                      \
     free(blk);                                                                                             \
-    return 0;                                                                                              \
+    }                                                                                                      \
+    return failed ? -1 : 0;                                                                                \
 }                                                                                                          \
                                                                                                            \
 int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, const T *restrict act,       \
                                  const T *restrict c_new, const T *w, const T *restrict dh,                \
                                  const T *restrict dc, T *restrict dx, T *restrict dh_prev,                \
-                                 T *restrict dc_prev, T *restrict dw, T *restrict db, long I, long H, long N) { \
+                                 T *restrict dc_prev, T *restrict dw, T *restrict db, long I, long H, long N, \
+                                 long threads) {                                                             \
     typedef T V __attribute__((vector_size(64)));                                                          \
     enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
     const long K = I + H, G = 4 * H;                                                                       \
-    /* local: dgates (G, BN), [x; h] (K, BN), dxh (K, BN); lane sums of dw (G * K) and db (G) */           \
+    const int nt = threads > 1 ? (int)threads : 1;                                                         \
+    const long blocks = (N + BN - 1) / BN, S = G * K + G;  /* S: one thread's lane sums of dw, db */       \
+    V *sums = aligned_alloc(64, (size_t)nt * S * sizeof(V));                                               \
+    if (!sums) return -1;                                                                                  \
+    memset(sums, 0, (size_t)nt * S * sizeof(V));                                                           \
+    int failed = 0;                                                                                        \
+    _Pragma("omp parallel num_threads(nt) reduction(|: failed)")                                           \
+    {                                                                                                      \
+    /* local: dgates (G, BN), [x; h] (K, BN), dxh (K, BN), a zero row standing for a missing dh or dc */   \
     T *dg = aligned_alloc(64, (size_t)(G + 2 * K + 1) * BN * sizeof(T));                                   \
-    V *dwl = aligned_alloc(64, (size_t)(G * K + G) * sizeof(V));                                           \
-    if (!dg || !dwl) { free(dg); free(dwl); return -1; }                                                   \
-    T *blk = dg + G * BN, *dxh = blk + K * BN, *zero = dxh + K * BN;  /* zero: a missing dh or dc */      \
-    V *dbl = dwl + G * K;                                                                                  \
-    memset(dwl, 0, (size_t)(G * K + G) * sizeof(V));                                                       \
-    memset(zero, 0, BN * sizeof(T));                                                                       \
-    for (long n0 = 0; n0 < N; n0 += BN) {                                                                  \
-        const long m = N - n0 < BN ? N - n0 : BN;                                                          \
+    T *blk = dg ? dg + G * BN : 0, *dxh = blk ? blk + K * BN : 0, *zero = dxh ? dxh + K * BN : 0;          \
+    V *dwl = sums + (long)thread_index() * S, *dbl = dwl + G * K;                                          \
+    failed |= !dg;                                                                                         \
+    if (zero) memset(zero, 0, BN * sizeof(T));                                                             \
+    _Pragma("omp for schedule(static)")                                                                    \
+    for (long nb = 0; nb < blocks; ++nb) {                                                                      \
+        if (!dg) continue;                                                                                 \
+        const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                             \
         prefetch_##SUFFIX(act, G, N, n0 + BN, 0); prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                  \
         prefetch_##SUFFIX(c_new, H, N, n0 + BN, 0); prefetch_##SUFFIX(dh, H, N, n0 + BN, 0);               \
         prefetch_##SUFFIX(dc, H, N, n0 + BN, 0); prefetch_##SUFFIX(dc_prev, H, N, n0 + BN, 1);             \
@@ -320,18 +301,22 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
             for (long r = 0; r < G; ++r)                                                                   \
                 for (int v = 0; v < NV; ++v) dbl[r] += ((const V *)dg)[r * NV + v];                       \
     }                                                                                                      \
+    free(dg);                                                                                              \
+    }                                                                                                      \
+    if (failed) { free(sums); return -1; }                                                                 \
     for (long e = 0; e < (dw ? G * K : 0); ++e) {                                                          \
         T s = 0;                                                                                           \
-        for (int l = 0; l < (int)(64 / sizeof(T)); ++l) s += dwl[e][l];                                    \
+        for (int t = 0; t < nt; ++t)                                                                       \
+            for (int l = 0; l < (int)(64 / sizeof(T)); ++l) s += sums[t * S + e][l];                       \
         dw[e] = s;                                                                                         \
     }                                                                                                      \
     for (long r = 0; r < (db ? G : 0); ++r) {                                                              \
         T s = 0;                                                                                           \
-        for (int l = 0; l < (int)(64 / sizeof(T)); ++l) s += dbl[r][l];                                    \
+        for (int t = 0; t < nt; ++t)                                                                       \
+            for (int l = 0; l < (int)(64 / sizeof(T)); ++l) s += sums[t * S + G * K + r][l];               \
         db[r] = s;                                                                                         \
     }                                                                                                      \
-    free(dg);                                                                                              \
-    free(dwl);                                                                                             \
+    free(sums);                                                                                            \
     return 0;                                                                                              \
 }
 
