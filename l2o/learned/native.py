@@ -1,13 +1,14 @@
 """Native C kernels: ``native_cell.c`` (the LSTM cell) and generated rules (``l2o.optim.native_rule``),
 built once per machine with the system C compiler by ``build`` and loaded by ctypes.
 
-The elementwise work of an LSTM step over N coordinates is a handful of passes over memory when
-written as torch ops; in C it is one pass, vectorised (glibc's SIMD exp). The fused kernels also do the
-cell's matrix products (K = inputs + hidden is small, so BLAS spends its time on memory traffic that a
-block-at-a-time kernel keeps in cache). The shared library is cached under ``$L2O_CACHE`` (default ``~/.cache/l2o``),
-keyed by the source, the compiler, its flags and the CPU, and written atomically, so parallel
-processes can build it at once. Where no compiler is found, or ``L2O_NATIVE=0``, ``kernels()`` returns
-None and callers use their torch path (the same maths, slower on CPU).
+An LSTM step over N coordinates written as torch ops is a handful of passes over memory for the
+elementwise work plus matrix products with a small inner dimension (inputs + hidden), which BLAS runs at
+a fraction of this kind of CPU's speed; in C the whole cell is one pass that keeps a block of
+coordinates in cache between its products and its elementwise work (vectorised, glibc's SIMD exp).
+The shared library is cached under ``$L2O_CACHE`` (default ``~/.cache/l2o``), keyed by the source,
+the compiler, its flags and the CPU, and written atomically, so parallel processes can build it at
+once. Where no compiler is found, or ``L2O_NATIVE=0``, ``kernels()`` returns None and callers use their
+torch path (the same maths, slower on CPU).
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ def usable(*tensors: torch.Tensor) -> bool:
                                                                       for t in tensors) and kernels() is not None)
 
 
-def call(name: str, dtype: torch.dtype, *args) -> None:
-    """Call kernel ``name`` for ``dtype``; tensors must be contiguous (None passes NULL), ints pass as long."""
+def call(name: str, dtype: torch.dtype, *args) -> int:
+    """Call kernel ``name`` for ``dtype`` and return its int result (the fused kernels: nonzero when
+    they could not allocate); tensors must be contiguous (None passes NULL), ints pass as long."""
     fn = getattr(kernels(), f"{name}_{_SUFFIX[dtype]}")
     converted = []
     for a in args:

@@ -183,7 +183,7 @@ static inline void prefetch_##SUFFIX(const T *a, long rows, long N, long n0, int
                                                                                                            \
 int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, const T *w, const T *b,       \
                                 T *restrict act, T *restrict c_new, T *restrict h_new, long I, long H, long N, \
-                                long threads) {                                                              \
+                                long threads) {                                                            \
     enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
     const long K = I + H, G = 4 * H, blocks = (N + BN - 1) / BN;                                           \
     int failed = 0;                                                                                        \
@@ -192,12 +192,11 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
     T *blk = aligned_alloc(64, (size_t)(K + G) * BN * sizeof(T)), *pre = blk ? blk + K * BN : 0;           \
     failed |= !blk;                                                                                        \
     _Pragma("omp for schedule(static)")                                                                    \
-    for (long nb = 0; nb < blocks; ++nb) {                                                                      \
+    for (long nb = 0; nb < blocks; ++nb) {                                                                 \
         if (!blk) continue;                                                                                \
-        const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                             \
+        const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                            \
         prefetch_##SUFFIX(x, I, N, n0 + BN, 0); prefetch_##SUFFIX(h, H, N, n0 + BN, 0);                    \
-        prefetch_##SUFFIX(c, H, N, n0 + BN, 0);    \
- \
+        prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                                                            \
         gather_##SUFFIX(x, h, I, H, N, n0, m, blk);                                                        \
         const T *a[8], *init = 0;                                                                          \
         T bias[8], *o[8];                                                                                  \
@@ -232,7 +231,7 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
                                  const T *restrict c_new, const T *w, const T *restrict dh,                \
                                  const T *restrict dc, T *restrict dx, T *restrict dh_prev,                \
                                  T *restrict dc_prev, T *restrict dw, T *restrict db, long I, long H, long N, \
-                                 long threads) {                                                             \
+                                 long threads) {                                                           \
     typedef T V __attribute__((vector_size(64)));                                                          \
     enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
     const long K = I + H, G = 4 * H;                                                                       \
@@ -251,9 +250,9 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
     failed |= !dg;                                                                                         \
     if (zero) memset(zero, 0, BN * sizeof(T));                                                             \
     _Pragma("omp for schedule(static)")                                                                    \
-    for (long nb = 0; nb < blocks; ++nb) {                                                                      \
+    for (long nb = 0; nb < blocks; ++nb) {                                                                 \
         if (!dg) continue;                                                                                 \
-        const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                             \
+        const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                            \
         prefetch_##SUFFIX(act, G, N, n0 + BN, 0); prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                  \
         prefetch_##SUFFIX(c_new, H, N, n0 + BN, 0); prefetch_##SUFFIX(dh, H, N, n0 + BN, 0);               \
         prefetch_##SUFFIX(dc, H, N, n0 + BN, 0); prefetch_##SUFFIX(dc_prev, H, N, n0 + BN, 1);             \
