@@ -72,8 +72,7 @@ class _NativeLSTMCell(torch.autograd.Function):
     # Saves only what no other node keeps: the activations and the new cell state; x, h and c are
     # references to tensors that exist anyway, and [x; h] is read again in backward rather than kept.
     @staticmethod
-    def forward(ctx, x, h, c, w, b):
-        x, h, c, w, b = x.contiguous(), h.contiguous(), c.contiguous(), w.contiguous(), b.contiguous()
+    def forward(ctx, x, h, c, w, b):  # contiguous inputs (lstm_cell sees to it)
         h_new, c_new, act = _native_forward(x, h, c, w, b, keep=True)
         ctx.save_for_backward(x, h, c, act, c_new, w)
         return h_new, c_new
@@ -145,9 +144,9 @@ def lstm_cell(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: torch.Tensor
     """
     if not _native(impl, x, h, c, w, b):
         return _LSTMCell.apply(x, h, c, w, b)
+    x, h, c, w, b = x.contiguous(), h.contiguous(), c.contiguous(), w.contiguous(), b.contiguous()
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, w, b)):
         return _NativeLSTMCell.apply(x, h, c, w, b)
-    x, h, c, w, b = x.contiguous(), h.contiguous(), c.contiguous(), w.contiguous(), b.contiguous()
     return _native_forward(x, h, c, w, b, keep=False)[:2]
 
 
