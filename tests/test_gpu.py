@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(DEVICE == "cuda" and not torch
 D = torch.float64
 SHAPES = [(64, 3, 3, 3), (257,), (1000, 33), (1,)]
 RULE = ("-0.005*tanh(mt_0/0.3) - 0.004*tanh(mt_1/0.3) - 0.002*tanh(gt_0/0.7) + 0.001*g_2 - 1e-4*sign(g_ema99_0)"
-        " + 0.0005*step_1*m_p25_0 + 0.001*log(abs(g_0) + 1e-3) - 0.001*g_ema90_3 + 0.01*m_2 + 0.002*mt_3")
+        " + 0.0005*step_1*m_p25_0 + 0.001*log(abs(g_0) + 1e-3) - 0.001*g_ema90_3 + 0.01*m_2 + 0.002*mt_3"
+        " - 0.002*mt_ema98_0 + 0.001*mt_ema995_2")
 
 
 def _trajectory(make, device: str, steps: int = 6) -> torch.Tensor:

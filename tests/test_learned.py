@@ -24,14 +24,18 @@ def test_features_match_hand_computation():
         m = v = 0.0
         e = {0.5: 0.0, 0.9: 0.0, 0.99: 0.0}
         vp = {2.0: 0.0, 2.5: 0.0, 3.0: 0.0}
-        for x in seq:
+        u = {0.9: 0.0, 0.98: 0.0, 0.995: 0.0}
+        for k, x in enumerate(seq, start=1):
             m, v = b * m + (1 - b) * x, b * v + (1 - b) * x * x
             e = {d: d * val + (1 - d) * x for d, val in e.items()}
             vp = {p: b * val + (1 - b) * abs(x) ** p for p, val in vp.items()}
+            mt = (m / (1 - b ** k)) / (math.sqrt(v / (1 - b ** k)) + eps)
+            u = {d: d * val + (1 - d) * mt for d, val in u.items()}
         corr = 1 - b ** 3
         mhat, root = m / corr, math.sqrt(v / corr)
         expected = {"mt": mhat / (root + eps), "gt": seq[-1] / (root + eps), "g": seq[-1], "m": m, "mhat": mhat,
                     "sqrt_vhat": root, "g_ema50": e[0.5], "g_ema90": e[0.9], "g_ema99": e[0.99], "step": 0.003,
+                    "mt_ema90": u[0.9], "mt_ema98": u[0.98], "mt_ema995": u[0.995],
                     **{f"m_p{s}": mhat / ((vp[p] / corr) ** (1 / p) + eps) for s, p in (("2", 2.0), ("25", 2.5), ("3", 3.0))}}
         for i, name in enumerate(FEATURES):
             assert feats[i, j].item() == pytest.approx(expected[name], rel=1e-12, abs=1e-15), name
@@ -41,7 +45,7 @@ def test_features_match_hand_computation():
 def test_feature_extractor_keeps_only_needed_state():
     ex = FeatureExtractor(("g", "step"))
     s = ex.init(torch.zeros(4))
-    assert s.v is None and s.emas is None and s.vps is None
+    assert s.v is None and s.emas is None and s.vps is None and s.mt_emas is None
     with pytest.raises(ValueError, match="unknown feature"):
         FeatureExtractor(("mt", "adam"))
 

@@ -19,7 +19,8 @@ RULES = {
     # every feature, lags that are free (1 of stateful features), buffered (g, gt, lag ≥ 2) and step lags
     "all_features": ("-0.01*tanh(mt_0/0.5) - 0.003*tanh(gt_0) + 0.002*mt_1 - 0.001*g_2 + 0.0005*step_1*m_p25_0"
                      " - 0.001*g_ema90_3 + 0.0001*sqrt_vhat_1 + 0.001*asinh(mt_3) - 0.01*m_p3_2 + 0.02*gt_2"
-                     " + 0.1*mhat_0*exp(-abs(g_ema50_1)) + 0.3*m_1 - sign(g_ema99_0)*1e-4 + 0.01*m_p2_1"),
+                     " + 0.1*mhat_0*exp(-abs(g_ema50_1)) + 0.3*m_1 - sign(g_ema99_0)*1e-4 + 0.01*m_p2_1"
+                     " - 0.004*tanh(mt_ema90_0) + 0.002*mt_ema98_1 - 0.003*mt_ema995_2"),
     "rp_style": "-0.005*tanh(mt_0/0.3) - 0.004*tanh(mt_1/0.3) - 0.002*tanh(gt_0/0.7)",
     "operators": "-0.01*sinh(0.5*mt_0) + 0.001*square(gt_0) - 0.001*cube(g_1) + 0.001*log(abs(g_0) + 1e-3) - relu(mt_0)*1e-3"
                  " + 0.002*sqrt(gt_1) + max(mt_0, gt_0)*1e-3 - 0.001*pow(mt_1, 1.5) + 1e-4/(1 + square(gt_0))",

@@ -152,7 +152,8 @@ class CoordinateLSTM(LearnedOptimizer):
 
     def state_floats_per_coordinate(self) -> int:
         feats = self.extractor
-        return 2 * sum(self.config.hidden) + 1 + feats.needs_v + len(feats.ema_names) + len(feats.p_names)
+        return (2 * sum(self.config.hidden) + 1 + feats.needs_v + len(feats.ema_names) + len(feats.p_names)
+                + len(feats.mt_ema_names))
 
     def describe(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.config), "num_weights": sum(p.numel() for p in self.parameters())}

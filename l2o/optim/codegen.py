@@ -17,7 +17,7 @@ import sympy as sp
 import torch
 from sympy.codegen.ast import float32, float64, real
 
-from l2o.learned.features import EMA_DECAYS, P_NORMS
+from l2o.learned.features import EMA_DECAYS, MT_EMA_DECAYS, P_NORMS
 from l2o.optim.rule import STATEFUL, RulePlan
 from l2o.optim.sympy_torch import TORCH_OPS
 
@@ -44,20 +44,12 @@ def program(plan: RulePlan, d: Dialect) -> list[tuple]:
     ("hist", feature, lag, var) · ("rule", var) · ("write", feature, text) · ("update", var)."""
     b, eps, L, fn = plan.beta, plan.eps, d.lit, d.fn
     out: list[tuple] = [("grad", "k_g")]
-    for key in plan.state_keys:
-        if key.startswith("hist_"):
-            continue
-        new = "k_g * k_g" if key == "v" else (f"{fn('pow')}({fn('fabs')}(k_g), {L(P_NORMS[key[1:]])})"
-                                              if key.startswith("vm_p") else "k_g")
-        decay = EMA_DECAYS.get(key, b)
-        out += [("load", key, f"o_{key}"), ("let", f"n_{key}", f"o_{key} + {L(1 - decay)} * (({new}) - o_{key})"),
-                ("store", key, f"n_{key}")]
 
     def feature(name: str, snap: str) -> str:  # snap "n": the new state (correction c1); "o": the old (c0)
         corr = "c1" if snap == "n" else "c0"
         if name == "g":
             return "k_g"
-        if name in EMA_DECAYS or name == "m":
+        if name in EMA_DECAYS or name in MT_EMA_DECAYS or name == "m":
             return f"{snap}_{name}"
         mhat = f"({snap}_m / {corr})"
         if name == "mhat":
@@ -68,6 +60,17 @@ def program(plan: RulePlan, d: Dialect) -> list[tuple]:
         if name == "sqrt_vhat":
             return root
         return f"(({mhat if name == 'mt' else 'k_g'}) / ({root} + {L(eps)}))"
+
+    for key in plan.moment_keys:  # m and v come before the mt EMAs, which read their new values
+        if key == "v":
+            new = "k_g * k_g"
+        elif key.startswith("vm_p"):
+            new = f"{fn('pow')}({fn('fabs')}(k_g), {L(P_NORMS[key[1:]])})"
+        else:
+            new = feature("mt", "n") if key in MT_EMA_DECAYS else "k_g"
+        decay = EMA_DECAYS.get(key, MT_EMA_DECAYS.get(key, b))
+        out += [("load", key, f"o_{key}"), ("let", f"n_{key}", f"o_{key} + {L(1 - decay)} * (({new}) - o_{key})"),
+                ("store", key, f"n_{key}")]
 
     writes = []
     for feat, lags in plan.lags.items():

@@ -6,9 +6,10 @@ keeps only the state they need:
 
     m     EMA of g (β)          for mt, m, mhat, m_p*          v    EMA of g² (β)   for mt, gt, sqrt_vhat
     ema*  EMAs of g (0.5/0.9/0.99), one per g_ema* feature     vp*  EMA of |g|^p, one per m_p* feature
+    mt_ema*  EMAs of mt (0.9/0.98/0.995), one per mt_ema* feature (they need m and v)
     hist_<feature>  a ring buffer of past values, only for the lags that cannot be had otherwise
 
-A feature that is a function of that state (mt, m, mhat, sqrt_vhat, g_ema*, m_p*) is known at lag 1
+A feature that is a function of that state (mt, m, mhat, sqrt_vhat, g_ema*, m_p*, mt_ema*) is known at lag 1
 for free — it is the same function of the state *before* this step's update — so a buffer holds only
 its lags ≥ 2. ``g`` and ``gt`` keep every lag ≥ 1 they use; ``step`` needs none. Values before the first
 step are 0, as in a freshly zeroed buffer. Slot ``s mod K`` of a K-deep buffer holds the value of step s.
@@ -27,11 +28,11 @@ from functools import cached_property
 import sympy as sp
 import torch
 
-from l2o.learned.features import EMA_DECAYS, FEATURES, P_NORMS
+from l2o.learned.features import EMA_DECAYS, FEATURES, MT_EMA_DECAYS, P_NORMS
 
-_NEEDS_M = {"mt", "m", "mhat", *P_NORMS}
-_NEEDS_V = {"mt", "gt", "sqrt_vhat"}
-STATEFUL = {"mt", "m", "mhat", "sqrt_vhat", *EMA_DECAYS, *P_NORMS}  # known at lag 1 from the old state
+_NEEDS_M = {"mt", "m", "mhat", *P_NORMS, *MT_EMA_DECAYS}
+_NEEDS_V = {"mt", "gt", "sqrt_vhat", *MT_EMA_DECAYS}
+STATEFUL = {"mt", "m", "mhat", "sqrt_vhat", *EMA_DECAYS, *P_NORMS, *MT_EMA_DECAYS}  # known at lag 1 from the old state
 _VARIABLE = re.compile(r"^(?P<feature>[a-z][a-z0-9_]*?)_(?P<lag>\d+)$")
 MAX_LAG = 100
 
@@ -91,6 +92,10 @@ class RulePlan:
     def pnorms(self) -> tuple[str, ...]:
         return tuple(f for f in P_NORMS if f in self.lags)
 
+    @property
+    def mt_emas(self) -> tuple[str, ...]:
+        return tuple(f for f in MT_EMA_DECAYS if f in self.lags)
+
     @cached_property
     def history(self) -> dict[str, tuple[int, int]]:
         """feature → (first lag kept in the buffer, depth), for features that need a buffer."""
@@ -104,7 +109,7 @@ class RulePlan:
     @property
     def state_keys(self) -> tuple[str, ...]:
         return (("m",) * self.needs_m + ("v",) * self.needs_v + self.emas + tuple(f"v{f}" for f in self.pnorms)
-                + tuple(f"hist_{f}" for f in self.history))
+                + self.mt_emas + tuple(f"hist_{f}" for f in self.history))
 
     @property
     def moment_keys(self) -> tuple[str, ...]:
@@ -144,7 +149,7 @@ def _feature(name: str, plan: RulePlan, g, m, v, emas, vps, corr: float, t: int)
         return torch.full_like(g if g is not None else m, t / 1000.0)
     if name == "g":
         return g
-    if name in EMA_DECAYS:
+    if name in EMA_DECAYS or name in MT_EMA_DECAYS:
         return emas[name]
     if name == "m":
         return m
@@ -181,6 +186,11 @@ def features_at(plan: RulePlan, g: torch.Tensor, state: dict[str, torch.Tensor],
         new[f] = d * state[f] + (1 - d) * g
     for f in plan.pnorms:
         new[f"v{f}"] = b * state[f"v{f}"] + (1 - b) * g.abs() ** P_NORMS[f]
+    if plan.mt_emas:
+        mt = _feature("mt", plan, g, new["m"], new["v"], new, None, corr, t)
+        for f in plan.mt_emas:
+            d = MT_EMA_DECAYS[f]
+            new[f] = d * state[f] + (1 - d) * mt
     old_vps = {f: state[f"v{f}"] for f in plan.pnorms}
     new_vps = {f: new[f"v{f}"] for f in plan.pnorms}
     inputs = {}
@@ -217,7 +227,7 @@ def features_foreach(plan: RulePlan, grads: list[torch.Tensor], states: list[dic
     b, t = plan.beta, int(states[0]["step"]) + 1
     corr, corr_old = plan.corrections(t)
     col = lambda key: [s[key] for s in states] if key in states[0] else None  # noqa: E731
-    snapshot = lambda: (col("m"), col("v"), {f: col(f) for f in plan.emas},  # noqa: E731
+    snapshot = lambda: (col("m"), col("v"), {f: col(f) for f in (*plan.emas, *plan.mt_emas)},  # noqa: E731
                         {f: col(f"v{f}") for f in plan.pnorms})
     stateful_old = [f for f, lags in plan.lags.items() if f in STATEFUL and (1 in lags or f in plan.history)]
     before = _foreach_features(plan, stateful_old, None, *snapshot(), corr_old, copy=True)
@@ -229,6 +239,10 @@ def features_foreach(plan: RulePlan, grads: list[torch.Tensor], states: list[dic
         torch._foreach_lerp_(col(f), grads, 1 - EMA_DECAYS[f])
     for f in plan.pnorms:
         torch._foreach_lerp_(col(f"v{f}"), torch._foreach_pow(torch._foreach_abs(grads), P_NORMS[f]), 1 - b)
+    if plan.mt_emas:
+        mt = _foreach_features(plan, ["mt"], grads, *snapshot(), corr, copy=False)["mt"]
+        for f in plan.mt_emas:
+            torch._foreach_lerp_(col(f), mt, 1 - MT_EMA_DECAYS[f])
     for s in states:
         s["step"].fill_(float(t))
     now = _foreach_features(plan, [f for f in plan.lags if f != "step"], grads, *snapshot(), corr, copy=False)
@@ -262,7 +276,7 @@ def _foreach_features(plan, names, grads, ms, vs, emas, vps, corr, copy):
     for f in names:
         if f == "g":
             out[f] = grads
-        elif f in EMA_DECAYS:
+        elif f in EMA_DECAYS or f in MT_EMA_DECAYS:
             out[f] = [x.clone() for x in emas[f]] if copy else emas[f]
         elif f == "m":
             out[f] = [x.clone() for x in ms] if copy else ms
