@@ -16,7 +16,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device for optimizees and optimizers (default: cpu)")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="floating-point type (default: float32)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op CPU threads (default: torch's choice, usually one per core)")
+                   help="CPU threads for torch (and for the SR search of `distill`) (default: torch's choice, "
+                        "usually one per core)")
     p.add_argument("--storage", default=None,
                    help="storage root for outputs (default: $L2O_STORAGE, else ~/.l2o/storage)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -79,3 +79,8 @@ def test_constant_fitting_recovers_true_constants():
     assert report.kept and report.r2_before < 0.9 and report.r2_after > 0.999999 and report.constants == 3
     values = sorted(float(c) for c in fitted.expr.atoms(sp.Float))
     np.testing.assert_allclose(values, [-0.37, 0.05, 1.8], rtol=1e-5)
+
+
+def test_latex_subscripts_lagged_features():
+    eq = Equation(parse_equation("-0.0123456*mt_ema98_1 + g_0"))
+    assert eq.latex() == r"\mathrm{g}_{0} - 0.0123 \mathrm{mt\_ema98}_{1}"

@@ -66,6 +66,11 @@ def add_distill(sub: argparse._SubParsersAction, common, task_args) -> None:
     p.add_argument("--population", type=int, default=1000, help="SR population (default: 1000)")
     p.add_argument("--generations", type=int, default=300, help="SR generations (default: 300)")
     p.add_argument("--time-limit", type=float, default=120, help="SR seconds at most (default: 120)")
+    p.add_argument("--selection", default="score", choices=("score", "accuracy"),
+                   help="equation chosen from the front: the largest drop in log-loss per node (PySR's score), "
+                        "or the simplest reaching --r2-threshold on held-out rows (default: score)")
+    p.add_argument("--r2-threshold", type=float, default=0.99,
+                   help="held-out R² that --selection accuracy asks for; failing that, the front's best (default: 0.99)")
     p.add_argument("--out", default=None, help="output folder (default: <storage>/distill/<checkpoint folder name>)")
     common(p)
     p.set_defaults(func=run_distill_cli)
@@ -74,6 +79,8 @@ def add_distill(sub: argparse._SubParsersAction, common, task_args) -> None:
 def run_distill_cli(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
+
+    import torch
 
     from l2o.cli import build_task
     from l2o.distill.pipeline import distill
@@ -88,7 +95,9 @@ def run_distill_cli(args: argparse.Namespace) -> int:
                        windows_per_coord=args.windows)
     features = [f.strip() for f in args.features.split(",")] if args.features else None
     settings = dict(operators=tuple(o.strip() for o in args.operators.split(",")), max_complexity=args.max_complexity,
-                    population=args.population, generations=args.generations, time_limit=args.time_limit)
+                    population=args.population, generations=args.generations, time_limit=args.time_limit,
+                    selection=args.selection, r2_threshold=args.r2_threshold,
+                    threads=torch.get_num_threads())  # --threads, else one per core
     summary = distill(l2o, task, out, cfg, features=features, max_lag=args.max_lag, target=args.target,
                       engine=args.engine, engine_settings=settings, source=str(args.checkpoint))
     print(f"equation   {summary['equation']}")

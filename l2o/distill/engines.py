@@ -61,7 +61,7 @@ class Engine(abc.ABC):
     def __init__(self, operators: Sequence[str] = DEFAULT_OPERATORS, max_complexity: int = 30,
                  population: int = 500, generations: int = 200, time_limit: float | None = None,
                  holdout: float = 0.2, selection: str = "score", r2_threshold: float = 0.99,
-                 seed: int = 0, **engine_options: Any):
+                 seed: int = 0, threads: int = 1, **engine_options: Any):
         unknown = [o for o in operators if o not in OPERATORS]
         if unknown:
             raise ValueError(f"unknown operator(s) {unknown}; expected among {OPERATORS}")
@@ -69,10 +69,12 @@ class Engine(abc.ABC):
             raise ValueError(f"selection must be 'score' or 'accuracy', got {selection!r}")
         if not 0.0 < holdout < 1.0:
             raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         self.operators = tuple(operators)
         self.max_complexity, self.population, self.generations = max_complexity, population, generations
         self.time_limit, self.holdout, self.selection = time_limit, holdout, selection
-        self.r2_threshold, self.seed, self.engine_options = r2_threshold, seed, engine_options
+        self.r2_threshold, self.seed, self.threads, self.engine_options = r2_threshold, seed, threads, engine_options
 
     @property
     def used_operators(self) -> tuple[str, ...]:
@@ -165,7 +167,7 @@ class OperonEngine(Engine):
         rounds = max(1, min(10, self.generations // 10))  # the search runs in rounds to stop early when exact
         options = dict(allowed_symbols=symbols, objectives=["r2", "length"], max_length=self.max_complexity,
                        population_size=self.population, generations=max(1, self.generations // rounds),
-                       random_state=self.seed, n_threads=1, optimizer_iterations=10, epsilon=1e-8,
+                       random_state=self.seed, n_threads=self.threads, optimizer_iterations=10, epsilon=1e-8,
                        warm_start=True)
         options.update(self.engine_options)
         model = SymbolicRegressor(**options)
@@ -217,7 +219,7 @@ class GplearnEngine(Engine):
         options = dict(population_size=self.population, generations=self.generations, function_set=functions,
                        parsimony_coefficient=1e-3 * float(np.var(y)), random_state=self.seed,
                        stopping_criteria=1e-12 * float(np.var(y)),
-                       metric="mse", const_range=(-1.0, 1.0), init_depth=(2, 5), n_jobs=1)
+                       metric="mse", const_range=(-1.0, 1.0), init_depth=(2, 5), n_jobs=self.threads)
         options.update(self.engine_options)
         model = SymbolicRegressor(**options).fit(X, y)
         programs = [model._program]

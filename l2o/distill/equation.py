@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
 
 from l2o.distill.parse import parse_equation
+
+
+_LAGGED = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)_(\d+)$")
 
 
 def complexity(expr: sp.Expr) -> int:
@@ -41,7 +45,14 @@ class Equation:
         return sp.sstr(self.expr)
 
     def latex(self, digits: int = 3) -> str:
-        return sp.latex(round_floats(self.expr, digits))
+        """LaTeX with floats rounded; a ``<feature>_<lag>`` variable reads as the feature subscripted by its lag."""
+        names = {}
+        for s in self.expr.free_symbols:
+            match = _LAGGED.match(s.name)
+            if match:
+                feature = match[1].replace("_", r"\_")
+                names[s] = rf"\mathrm{{{feature}}}_{{{match[2]}}}"
+        return sp.latex(round_floats(self.expr, digits), symbol_names=names)
 
     def to_dict(self) -> dict[str, Any]:
         clean = lambda v: None if v is None or not math.isfinite(v) else float(v)  # noqa: E731

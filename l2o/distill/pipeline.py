@@ -26,8 +26,17 @@ def select_columns(features: Sequence[str], max_lag: int) -> list[str]:
 
 
 def default_features(model: str) -> list[str]:
-    """The inputs distillation offers by default: what the L2O reads (DM: the raw gradient and its EMAs)."""
-    return {"dm": ["g", "g_ema50", "g_ema90"], "rp": ["mt", "gt"], "rp_si": ["mt", "gt", "m_p3"]}[model]
+    """The inputs distillation offers by default: what the L2O reads, and the long memory it keeps.
+
+    A trained LSTM's output depends on far more than a 20-step window of its inputs: its cell states
+    integrate mt over hundreds of steps. The EMAs of mt over ~10, 50 and 200 steps and the step count
+    stand for that memory. DM reads only the raw gradient, yet learns to normalise it as RNNprop does,
+    so it is offered the normalised features and √v̂ as well. ``benchmarks/distill_memory.py`` measures
+    how much of an L2O's output each feature set can explain.
+    """
+    memory = ["mt_ema90", "mt_ema98", "mt_ema995", "step"]
+    return {"dm": ["mt", "gt", "g", "sqrt_vhat", *memory], "rp": ["mt", "gt", *memory],
+            "rp_si": ["mt", "gt", "m_p3", *memory]}[model]
 
 
 def response_plot(eq: Equation, X: np.ndarray, y: np.ndarray, cols: list[str], path: Path, title: str) -> Path:

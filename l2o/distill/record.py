@@ -35,10 +35,12 @@ TARGETS = ("raw", "update")
 @dataclass(frozen=True)
 class RecordConfig:
     steps: int = 1000  # rollout steps per seed
-    seeds: tuple[int, ...] = (0, 1, 2)  # optimizees rolled out (eval split)
-    coords_per_tensor: int = 16  # coordinates tracked per parameter tensor
+    # Many coordinates with a few windows each fit better than a few with many: each coordinate's
+    # history is its own (on a DM, R² 0.84 from 8 × 192 coordinates against 0.48 from 3 × 64).
+    seeds: tuple[int, ...] = tuple(range(8))  # optimizees rolled out (eval split)
+    coords_per_tensor: int = 48  # coordinates tracked per parameter tensor
     window: int = 20  # lags per row
-    windows_per_coord: int = 20  # random window placements per tracked coordinate
+    windows_per_coord: int = 5  # random window placements per tracked coordinate
     features: tuple[str, ...] = FEATURES  # features recorded at every lag
     split: str = "eval"  # data split of the rollouts
     seed: int = 0  # coordinate choice and window placement
