@@ -53,8 +53,19 @@ def test_selection_by_accuracy_takes_the_simplest_good_equation():
     X, y = _data(lambda X: X[:, 0] * X[:, 1] + 0.1 * np.tanh(X[:, 2]))
     est = make_engine("operon", generations=30, population=400, selection="accuracy", r2_threshold=0.95)
     est.fit(X, y, NAMES)
-    good = [e for e in est.pareto_front_ if e.r2 >= 0.95]
+    good = [e for e in est.pareto_front_ if (e.meta["validation_r2"] or -np.inf) >= 0.95]
     assert good and est.best_ is good[0]
+
+
+def test_selection_passes_over_an_equation_that_blows_up_on_unseen_rows():
+    from l2o.distill import Equation
+
+    x = sp.Symbol("g_0", real=True)
+    plain = Equation(-0.5 * x, loss=1e-2, meta={"validation_r2": 0.90})
+    # fits the searched rows far better, but a row outside them sends sinh off: validation R² −4
+    wild = Equation(-0.5 * x + sp.Float(1e-3) * sp.sinh(12 * x), loss=1e-4, meta={"validation_r2": -4.0})
+    for selection in ("score", "accuracy"):
+        assert make_engine("operon", selection=selection)._choose([plain, wild]) is plain
 
 
 def test_bad_settings_and_inputs_are_rejected():

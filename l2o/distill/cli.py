@@ -67,10 +67,10 @@ def add_distill(sub: argparse._SubParsersAction, common, task_args) -> None:
     p.add_argument("--generations", type=int, default=300, help="SR generations (default: 300)")
     p.add_argument("--time-limit", type=float, default=120, help="SR seconds at most (default: 120)")
     p.add_argument("--selection", default="score", choices=("score", "accuracy"),
-                   help="equation chosen from the front: the largest drop in log-loss per node (PySR's score), "
-                        "or the simplest reaching --r2-threshold on held-out rows (default: score)")
+                   help="equation chosen from the front, on rows kept from the search: the largest drop in "
+                        "log-loss per node (PySR's score), or the simplest reaching --r2-threshold (default: score)")
     p.add_argument("--r2-threshold", type=float, default=0.99,
-                   help="held-out R² that --selection accuracy asks for; failing that, the front's best (default: 0.99)")
+                   help="R² that --selection accuracy asks for; failing that, the front's best (default: 0.99)")
     p.add_argument("--out", default=None, help="output folder (default: <storage>/distill/<checkpoint folder name>)")
     common(p)
     p.set_defaults(func=run_distill_cli)

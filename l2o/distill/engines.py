@@ -7,10 +7,12 @@
 
 Engines: ``operon`` (pyoperon, the default: embedded, offline), ``gplearn``, ``pysr`` (PySRRegressor,
 imported lazily; it needs Julia and SymbolicRegression.jl). Every engine draws from one operator set,
-``OPERATORS``, keeping what it supports. A fraction ``holdout`` of the rows (seeded) is held out for R².
+``OPERATORS``, keeping what it supports. A fraction ``holdout`` of the rows (seeded) is held out for R²,
+and a fraction ``validation`` of the rest is kept from the search to choose the equation: an equation
+can fit every row it was searched on and blow up on a new one (sinh of an input beyond those seen).
 The best equation is chosen PySR-style by ``selection="score"`` — the largest drop in log-loss per unit
-of complexity, among equations whose loss is within 1.5× of the lowest — or by
-``selection="accuracy"``: the simplest equation whose held-out R² reaches ``r2_threshold``. Engines
+of complexity, among equations whose validation loss is within 1.5× of the lowest — or by
+``selection="accuracy"``: the simplest equation whose validation R² reaches ``r2_threshold``. Engines
 stop early when a fit is exact.
 """
 
@@ -60,8 +62,8 @@ class Engine(abc.ABC):
 
     def __init__(self, operators: Sequence[str] = DEFAULT_OPERATORS, max_complexity: int = 30,
                  population: int = 500, generations: int = 200, time_limit: float | None = None,
-                 holdout: float = 0.2, selection: str = "score", r2_threshold: float = 0.99,
-                 seed: int = 0, threads: int = 1, **engine_options: Any):
+                 holdout: float = 0.2, validation: float = 0.15, selection: str = "score",
+                 r2_threshold: float = 0.99, seed: int = 0, threads: int = 1, **engine_options: Any):
         unknown = [o for o in operators if o not in OPERATORS]
         if unknown:
             raise ValueError(f"unknown operator(s) {unknown}; expected among {OPERATORS}")
@@ -69,11 +71,13 @@ class Engine(abc.ABC):
             raise ValueError(f"selection must be 'score' or 'accuracy', got {selection!r}")
         if not 0.0 < holdout < 1.0:
             raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+        if not 0.0 < validation < 1.0:
+            raise ValueError(f"validation must be in (0, 1), got {validation}")
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.operators = tuple(operators)
         self.max_complexity, self.population, self.generations = max_complexity, population, generations
-        self.time_limit, self.holdout, self.selection = time_limit, holdout, selection
+        self.time_limit, self.holdout, self.validation, self.selection = time_limit, holdout, validation, selection
         self.r2_threshold, self.seed, self.threads, self.engine_options = r2_threshold, seed, threads, engine_options
 
     @property
@@ -91,7 +95,9 @@ class Engine(abc.ABC):
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(y))
         n_hold = max(2, int(round(self.holdout * len(y))))
-        hold, train = order[:n_hold], order[n_hold:]
+        hold, rest = order[:n_hold], order[n_hold:]
+        n_val = max(2, int(round(self.validation * len(rest))))
+        val, train = rest[:n_val], rest[n_val:]
         t0 = time.perf_counter()
         candidates = self._search(X[train], y[train], names)
         self.seconds_ = time.perf_counter() - t0
@@ -100,9 +106,11 @@ class Engine(abc.ABC):
             pred_train = predict(expr, X[train], names)
             if not np.all(np.isfinite(pred_train)):
                 continue
+            val_r2 = r2_score(y[val], predict(expr, X[val], names))
             eq = Equation(expr, loss=float(np.mean((pred_train - y[train]) ** 2)),
                           r2=r2_score(y[hold], predict(expr, X[hold], names)),
-                          meta={"engine": self.name, "operators": list(self.used_operators)})
+                          meta={"engine": self.name, "operators": list(self.used_operators),
+                                "validation_r2": val_r2 if math.isfinite(val_r2) else None})
             front.setdefault(eq.text, eq)
         if not front:
             raise RuntimeError(f"{self.name} found no equation with finite predictions")
@@ -111,17 +119,20 @@ class Engine(abc.ABC):
         return self
 
     def _choose(self, front: list[Equation]) -> Equation:
+        # validation loss relative to the validation rows' variance: 1 − R² (infinite where it blew up)
+        loss = {id(e): 1.0 - e.meta["validation_r2"] if e.meta["validation_r2"] is not None else math.inf
+                for e in front}
         if self.selection == "accuracy":
-            good = [e for e in front if e.r2 is not None and e.r2 >= self.r2_threshold]
-            return good[0] if good else max(front, key=lambda e: e.r2)
-        best_loss = min(e.loss for e in front)
-        eligible = [e for e in front if e.loss <= 1.5 * best_loss + 1e-300]
-        if len(front) == 1:
+            good = [e for e in front if loss[id(e)] <= 1.0 - self.r2_threshold]
+            return good[0] if good else min(front, key=lambda e: loss[id(e)])
+        best_loss = min(loss.values())
+        if len(front) == 1 or not math.isfinite(best_loss):
             return front[0]
+        eligible = [e for e in front if loss[id(e)] <= 1.5 * best_loss + 1e-300]
         scores, prev = {}, None
         for e in front:  # PySR's score: −Δ log(loss) / Δ complexity against the next-simpler equation
             if prev is not None and e.complexity > prev.complexity:
-                scores[id(e)] = -(math.log(max(e.loss, 1e-300)) - math.log(max(prev.loss, 1e-300))) / (
+                scores[id(e)] = -(math.log(max(loss[id(e)], 1e-300)) - math.log(max(loss[id(prev)], 1e-300))) / (
                     e.complexity - prev.complexity)
             prev = e
         pool = [e for e in eligible if id(e) in scores] or eligible
