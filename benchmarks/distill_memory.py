@@ -1,4 +1,4 @@
-"""How much of a learned optimizer's output its recent inputs can explain — the ceiling distillation works under.
+"""How much of a learned optimizer's output its recent inputs can explain: what distillation has to work with.
 
 Two measurements on one checkpoint, both on held-out (eval split) rollouts:
 
@@ -6,7 +6,7 @@ Two measurements on one checkpoint, both on held-out (eval split) rollouts:
    steps t, its network is rerun from a zeroed hidden state over only the last W inputs of each
    coordinate, and the output at t is compared with the one it really gave (R²). An L2O whose output is
    a function of a W-step window scores ≈ 1 from that W on.
-2. Ceilings. A distillation dataset (``l2o.distill.record``, every feature) is split by rollout seed,
+2. Tree fits. A distillation dataset (``l2o.distill.record``, every feature) is split by rollout seed,
    and a gradient-boosted tree ensemble (sklearn's ``HistGradientBoostingRegressor``: no equation, just
    a flexible fit) is trained per feature set on the first seeds and scored on the last two: which
    feature sets carry the information. It is a reference, not a bound: trees fit smooth functions of
@@ -73,7 +73,7 @@ def memory(l2o, task, seeds: int, coords: int, steps: int) -> dict[int, float]:
     return out
 
 
-def ceilings(frame, feature_sets: dict[str, list[str]], target: str) -> dict[str, float]:
+def tree_fits(frame, feature_sets: dict[str, list[str]], target: str) -> dict[str, float]:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     seed = frame["seed"].to_numpy()
@@ -91,7 +91,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
     ap.add_argument("--task", default="mnist_mlp")
-    ap.add_argument("--seeds", type=int, default=8, help="rollouts recorded for the ceilings (default: 8)")
+    ap.add_argument("--seeds", type=int, default=8, help="rollouts recorded for the tree fits (default: 8)")
     ap.add_argument("--coords", type=int, default=48, help="coordinates tracked per tensor (default: 48)")
     ap.add_argument("--steps", type=int, default=1000, help="rollout steps (default: 1000)")
     ap.add_argument("--replay-seeds", type=int, default=2, help="rollouts for the memory table (default: 2)")
@@ -124,14 +124,14 @@ def main() -> None:
             "what it reads, lag 0, and step": lag0([*reads, "step"]),
             "distill defaults, lag 0": lag0(default_features(l2o.config.model)),
             "every feature, lag 0": lag0(ds.manifest["feature_names"])}
-    ceil = ceilings(frame, sets, args.target)
-    print(f"\nceilings: tree ensemble on {len(frame)} rows, R² on the last two of {args.seeds} rollouts "
+    trees = tree_fits(frame, sets, args.target)
+    print(f"\ntree ensemble on {len(frame)} rows, R² on the last two of {args.seeds} rollouts "
           f"({time.perf_counter() - t0:.0f} s)")
-    width = max(map(len, ceil))
-    for name, v in ceil.items():
+    width = max(map(len, trees))
+    for name, v in trees.items():
         print(f"{name:<{width}}  {v:8.4f}")
     print(json.dumps({"checkpoint": args.checkpoint, "model": l2o.config.model, "target": args.target,
-                      "memory_r2": {str(k): v for k, v in mem.items()}, "ceiling_r2": ceil, "rows": len(frame)}))
+                      "memory_r2": {str(k): v for k, v in mem.items()}, "trees_r2": trees, "rows": len(frame)}))
 
 
 if __name__ == "__main__":
