@@ -27,6 +27,7 @@ import time
 import numpy as np
 import torch
 
+from l2o.distill.engines import r2_score
 from l2o.distill.pipeline import default_features
 from l2o.distill.record import RecordConfig, record
 from l2o.learned import l2o_from_checkpoint
@@ -34,10 +35,6 @@ from l2o.meta.flat import FlatParams, loss_and_grad
 from l2o.tasks import make_task
 
 WINDOWS = (1, 5, 20, 50, 100, 200)
-
-
-def r2(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(1.0 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
 @torch.no_grad()
@@ -69,7 +66,7 @@ def memory(l2o, task, seeds: int, coords: int, steps: int) -> dict[int, float]:
             for s in range(end - w + 1, end + 1):
                 raw, hidden = l2o.network(x[s], hidden)
             preds.append(raw)
-        out[w] = r2(torch.cat(preds).double().numpy(), torch.cat([y[e] for e in ends]).double().numpy())
+        out[w] = r2_score(torch.cat([y[e] for e in ends]).double().numpy(), torch.cat(preds).double().numpy())
     return out
 
 
@@ -83,7 +80,7 @@ def tree_fits(frame, feature_sets: dict[str, list[str]], target: str) -> dict[st
     for name, cols in feature_sets.items():
         X = frame[cols].to_numpy()
         model = HistGradientBoostingRegressor(max_iter=500, learning_rate=0.05, random_state=0).fit(X[train], y[train])
-        out[name] = r2(model.predict(X[test]), y[test])
+        out[name] = r2_score(y[test], model.predict(X[test]))
     return out
 
 

@@ -87,14 +87,15 @@ class FeatureExtractor:
             vps = b * state.vps + (1 - b) * g.abs().unsqueeze(0) ** p
         mhat = m / corr
         denom = (v / corr).sqrt() + eps if v is not None else None
+        mt = mhat / denom if denom is not None else None
         mt_emas = None
         if state.mt_emas is not None:
             d = torch.tensor([MT_EMA_DECAYS[n] for n in self.mt_ema_names], dtype=g.dtype, device=g.device)[:, None]
-            mt_emas = d * state.mt_emas + (1 - d) * (mhat / denom)
+            mt_emas = d * state.mt_emas + (1 - d) * mt
         out = []
         for name in self.names:
             if name == "mt":
-                out.append(mhat / denom)
+                out.append(mt)
             elif name == "gt":
                 out.append(g / denom)
             elif name == "g":

@@ -186,6 +186,7 @@ def features_at(plan: RulePlan, g: torch.Tensor, state: dict[str, torch.Tensor],
         new[f] = d * state[f] + (1 - d) * g
     for f in plan.pnorms:
         new[f"v{f}"] = b * state[f"v{f}"] + (1 - b) * g.abs() ** P_NORMS[f]
+    mt = None
     if plan.mt_emas:
         mt = _feature("mt", plan, g, new["m"], new["v"], new, None, corr, t)
         for f in plan.mt_emas:
@@ -196,7 +197,8 @@ def features_at(plan: RulePlan, g: torch.Tensor, state: dict[str, torch.Tensor],
     inputs = {}
     for f, lags in plan.lags.items():
         first, depth = plan.history.get(f, (None, 0))
-        now = _feature(f, plan, g, new.get("m"), new.get("v"), new, new_vps, corr, t)
+        now = mt if f == "mt" and mt is not None else _feature(f, plan, g, new.get("m"), new.get("v"), new, new_vps,
+                                                                corr, t)
         before = None
         if f in STATEFUL and (1 in lags or f in plan.history):
             before = _feature(f, plan, None, state.get("m"), state.get("v"), state, old_vps, corr_old, t - 1)
@@ -239,13 +241,13 @@ def features_foreach(plan: RulePlan, grads: list[torch.Tensor], states: list[dic
         torch._foreach_lerp_(col(f), grads, 1 - EMA_DECAYS[f])
     for f in plan.pnorms:
         torch._foreach_lerp_(col(f"v{f}"), torch._foreach_pow(torch._foreach_abs(grads), P_NORMS[f]), 1 - b)
-    if plan.mt_emas:
-        mt = _foreach_features(plan, ["mt"], grads, *snapshot(), corr, copy=False)["mt"]
-        for f in plan.mt_emas:
-            torch._foreach_lerp_(col(f), mt, 1 - MT_EMA_DECAYS[f])
     for s in states:
         s["step"].fill_(float(t))
     now = _foreach_features(plan, [f for f in plan.lags if f != "step"], grads, *snapshot(), corr, copy=False)
+    if plan.mt_emas:  # now[mt_ema*] are the state tensors themselves: the lerps below update them too
+        mt = now["mt"] if "mt" in now else _foreach_features(plan, ["mt"], grads, *snapshot(), corr, copy=False)["mt"]
+        for f in plan.mt_emas:
+            torch._foreach_lerp_(col(f), mt, 1 - MT_EMA_DECAYS[f])
     inputs = {}
     for f, lags in plan.lags.items():
         for lag in lags:
