@@ -78,7 +78,8 @@ def record(l2o: CoordinateLSTM, task: Task, config: RecordConfig = RecordConfig(
                                  for o, n in zip(offsets[:-1], layout.sizes)])
         idx = torch.from_numpy(chosen)
         theta = layout.flatten(params)
-        state, fstate = l2o.init_state(theta), extractor.init(theta)
+        # every feature is per coordinate: its state is kept for the recorded coordinates only
+        state, fstate = l2o.init_state(theta), extractor.init(theta[idx])
         batches = task.batches(config.split, seed)
         feats = np.empty((config.steps, len(config.features), len(chosen)))
         raw_hist, upd_hist = np.empty((config.steps, len(chosen))), np.empty((config.steps, len(chosen)))
@@ -86,10 +87,10 @@ def record(l2o: CoordinateLSTM, task: Task, config: RecordConfig = RecordConfig(
             loss, grad = loss_and_grad(task, layout, theta, next(batches))
             if not math.isfinite(float(loss)):
                 raise RuntimeError(f"seed {seed}: the learned optimizer diverged at step {t}")
-            f, fstate = extractor.update(grad, fstate)
+            f, fstate = extractor.update(grad[idx], fstate)
             raw, state = l2o.raw_step(grad, state)
             update = l2o.squash(raw)
-            feats[t] = f[:, idx].double().numpy()
+            feats[t] = f.double().numpy()
             raw_hist[t], upd_hist[t] = raw[idx].double().numpy(), update[idx].double().numpy()
             theta = theta + update
         g_row = config.features.index("g") if "g" in config.features else None
