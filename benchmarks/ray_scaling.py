@@ -44,7 +44,8 @@ def train_throughput(workers: int, args, storage: str, name: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3, help="alternating 1-vs-2 pairs of each kind (default: 3)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="alternating 1-vs-2 pairs of each kind (default: 3)")
     ap.add_argument("--epochs", type=int, default=4, help="meta-training epochs per run (default: 4)")
     ap.add_argument("--epoch-len", type=int, default=400, help="steps per epoch (default: 400)")
     ap.add_argument("--seeds", type=int, default=8, help="rollout seeds to generate (default: 8)")
