@@ -61,13 +61,19 @@ def program(plan: RulePlan, d: Dialect) -> list[tuple]:
             return root
         return f"(({mhat if name == 'mt' else 'k_g'}) / ({root} + {L(eps)}))"
 
+    mt_now = None  # the variable holding this step's mt, once the mt EMAs have needed it
     for key in plan.moment_keys:  # m and v come before the mt EMAs, which read their new values
         if key == "v":
             new = "k_g * k_g"
         elif key.startswith("vm_p"):
             new = f"{fn('pow')}({fn('fabs')}(k_g), {L(P_NORMS[key[1:]])})"
+        elif key in MT_EMA_DECAYS:
+            if mt_now is None:
+                mt_now = "n_mt"
+                out.append(("let", mt_now, feature("mt", "n")))
+            new = mt_now
         else:
-            new = feature("mt", "n") if key in MT_EMA_DECAYS else "k_g"
+            new = "k_g"
         decay = EMA_DECAYS.get(key, MT_EMA_DECAYS.get(key, b))
         out += [("load", key, f"o_{key}"), ("let", f"n_{key}", f"o_{key} + {L(1 - decay)} * (({new}) - o_{key})"),
                 ("store", key, f"n_{key}")]
@@ -79,7 +85,7 @@ def program(plan: RulePlan, d: Dialect) -> list[tuple]:
             if feat == "step":
                 out.append(("let", var, d.step(lag)))
             elif lag == 0:
-                out.append(("let", var, feature(feat, "n")))
+                out.append(("let", var, mt_now if feat == "mt" and mt_now else feature(feat, "n")))
             elif lag == 1 and feat in STATEFUL:
                 out.append(("let", var, feature(feat, "o")))
             else:
