@@ -3,8 +3,11 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
+from l2o.distill import parse_equation
+from l2o.distill.engines import predict, r2_score
 from l2o.distill.record import RecordConfig, feature_columns, load_dataset, record, save_dataset
 from l2o.learned import CoordinateLSTM, lstm_config
 from l2o.tasks import make_task
@@ -49,15 +52,31 @@ def test_distill_cli_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "distilled"
     assert main(["distill", str(ckpt), "--task-opt", "batch_size=32", "--steps", "60", "--seeds", "1",
-                 "--coords", "4", "--windows", "6", "--generations", "10", "--population", "100",
+                 "--test-seeds", "1", "--coords", "4", "--windows", "6", "--generations", "10", "--population", "100",
                  "--time-limit", "10", "--selection", "accuracy", "--r2-threshold", "0.5", "--threads", "1",
                  "--out", str(out), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["columns"][:2] == ["mt_0", "gt_0"] and summary["r2_fitted"] >= summary["r2_search"] - 1e-9
+    # scored on a rollout the search never saw: recomputed here from the test dataset it wrote
+    test = load_dataset(out / "test_dataset")
+    assert summary["test_seeds"] == [1] and set(test.frame["seed"]) == {1}
+    Xt, yt, cols = test.xy("raw", summary["columns"])
+    expr = parse_equation(summary["equation"], variables=cols)
+    assert summary["r2_new_rollouts"] == pytest.approx(r2_score(yt, predict(expr, Xt, cols)), abs=1e-9)
     assert {"mt_ema98_0", "step_0"} <= set(summary["columns"])  # the LSTM's long memory is offered by default
-    for f in ("dataset/data.parquet", "dataset/manifest.json", "equations.json", "report.json", "response.png"):
+    for f in ("dataset/data.parquet", "dataset/manifest.json", "test_dataset/data.parquet", "equations.json", "report.json", "response.png"):
         assert (out / f).stat().st_size > 0
     chosen = json.loads((out / "equations.json").read_text())["chosen"]
     from l2o.distill import Equation
 
     assert Equation.from_dict(chosen).text == chosen["equation"]
+
+
+def test_distill_refuses_test_seeds_it_searches_on(tmp_path):
+    from l2o.distill.pipeline import distill
+
+    l2o = CoordinateLSTM(lstm_config("rp"))
+    with pytest.raises(ValueError, match=r"test_seeds \[1\] are also searched on"):
+        distill(l2o, make_task("mnist_mlp", batch_size=32), tmp_path, RecordConfig(steps=40, seeds=(0, 1)),
+                test_seeds=(1, 2))
+    assert not any(tmp_path.iterdir())  # refused before recording anything

@@ -49,7 +49,10 @@ def add_distill(sub: argparse._SubParsersAction, common, task_args) -> None:
     d = RecordConfig()
     p.add_argument("--steps", type=int, default=d.steps, help=f"rollout steps per seed (default: {d.steps})")
     p.add_argument("--seeds", type=int, default=len(d.seeds),
-                   help=f"rollouts, seeds 0..K-1 (default: {len(d.seeds)})")
+                   help=f"rollouts searched on, seeds 0..K-1 (default: {len(d.seeds)})")
+    p.add_argument("--test-seeds", type=int, default=8,
+                   help="further rollouts, seeds K..K+T-1, recorded only to score the chosen equation on runs "
+                        "the search never saw (R² on new rollouts); 0 skips them (default: 8)")
     p.add_argument("--coords", type=int, default=d.coords_per_tensor,
                    help=f"coordinates tracked per tensor (default: {d.coords_per_tensor})")
     p.add_argument("--windows", type=int, default=d.windows_per_coord,
@@ -88,6 +91,8 @@ def run_distill_cli(args: argparse.Namespace) -> int:
     from l2o.learned import l2o_from_checkpoint
     from l2o.storage import storage_root
 
+    if args.test_seeds < 0:
+        raise ValueError(f"--test-seeds must be 0 or more, got {args.test_seeds}")
     l2o = l2o_from_checkpoint(args.checkpoint)
     task = build_task(args)
     out = Path(args.out) if args.out else storage_root(args.storage) / "distill" / Path(args.checkpoint).resolve().parent.name
@@ -99,10 +104,14 @@ def run_distill_cli(args: argparse.Namespace) -> int:
                     selection=args.selection, r2_threshold=args.r2_threshold,
                     threads=torch.get_num_threads())  # --threads, else one per core
     summary = distill(l2o, task, out, cfg, features=features, max_lag=args.max_lag, target=args.target,
-                      engine=args.engine, engine_settings=settings, source=str(args.checkpoint))
+                      engine=args.engine, engine_settings=settings, source=str(args.checkpoint),
+                      test_seeds=range(args.seeds, args.seeds + args.test_seeds))
     print(f"equation   {summary['equation']}")
     print(f"LaTeX      {summary['latex']}")
     print(f"R² search {summary['r2_search']:.4f}, after constant fitting {summary['r2_fitted']:.4f} "
           f"({summary['rows']} rows, {summary['seconds']:.1f} s)")
+    if summary["r2_new_rollouts"] is not None:
+        print(f"R² on {len(summary['test_seeds'])} new rollouts (seeds {summary['test_seeds'][0]}–"
+              f"{summary['test_seeds'][-1]}) {summary['r2_new_rollouts']:.4f}")
     print(json.dumps(summary, default=str))
     return 0

@@ -48,7 +48,7 @@ def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
 
 def predict(expr: sp.Expr, X: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
     """``expr`` on the rows of ``X`` in float64, through the one sympy→torch table."""
-    cols = {name: torch.from_numpy(np.ascontiguousarray(X[:, i], dtype=np.float64))
+    cols = {name: torch.from_numpy(np.require(X[:, i], np.float64, ["C", "W"]))  # copies read-only columns
             for i, name in enumerate(feature_names)}
     with torch.no_grad():
         return TorchExpression(expr)(cols).numpy()
