@@ -33,6 +33,16 @@ def test_rows_columns_and_targets():
         np.testing.assert_allclose(ds.frame[f"step_{k}"], (ds.frame["step"] + 1 - k) / 1000)
 
 
+def test_rows_do_not_depend_on_the_chunking_of_the_coordinates():
+    l2o, ds = _data()  # chunks of 8192: three for the MLP's 24,380 coordinates
+    cfg = RecordConfig(steps=40, seeds=(0, 1), coords_per_tensor=3, window=5, windows_per_coord=4)
+    for chunk_size in (None, 512):
+        other = record(l2o, make_task("mnist_mlp", batch_size=32), cfg, source="test", chunk_size=chunk_size)
+        assert other.frame.equals(ds.frame)
+    with pytest.raises(ValueError, match="chunk_size"):
+        record(l2o, make_task("mnist_mlp", batch_size=32), cfg, chunk_size=0)
+
+
 def test_parquet_round_trip(tmp_path):
     _, ds = _data()
     back = load_dataset(save_dataset(ds, tmp_path / "d"))

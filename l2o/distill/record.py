@@ -64,9 +64,17 @@ def feature_columns(features: Sequence[str], window: int) -> list[str]:
 
 @torch.no_grad()
 def record(l2o: CoordinateLSTM, task: Task, config: RecordConfig = RecordConfig(),
-           source: str | None = None) -> Dataset:
+           source: str | None = None, chunk_size: int | None = 8192) -> Dataset:
+    """Rolls out and records ``config.seeds``. The L2O steps through the coordinates in chunks of
+    ``chunk_size``, each with its own state, so that a chunk's state and temporaries stay in the CPU's
+    cache through the whole network (about a quarter faster per step on the MNIST MLP's 24,380
+    coordinates). Every coordinate is independent, so the rows do not depend on the chunking as long as
+    ``chunk_size`` is a multiple of 64 (the kernels' vector width: a chunk ending mid-vector is finished by
+    scalar code, which can differ in the last bit)."""
     if config.window > config.steps:
         raise ValueError("window must not exceed steps")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
     extractor = FeatureExtractor(config.features, l2o.config.beta, l2o.config.eps)  # the L2O's own β and ε
     frames, skipped = [], 0
     for seed in config.seeds:
@@ -78,8 +86,9 @@ def record(l2o: CoordinateLSTM, task: Task, config: RecordConfig = RecordConfig(
                                  for o, n in zip(offsets[:-1], layout.sizes)])
         idx = torch.from_numpy(chosen)
         theta = layout.flatten(params)
-        # every feature is per coordinate: its state is kept for the recorded coordinates only
-        state, fstate = l2o.init_state(theta), extractor.init(theta[idx])
+        size = chunk_size or theta.numel()
+        states = [l2o.init_state(c) for c in theta.split(size)]
+        fstate = extractor.init(theta[idx])  # every feature is per coordinate: kept for the recorded ones only
         batches = task.batches(config.split, seed)
         feats = np.empty((config.steps, len(config.features), len(chosen)))
         raw_hist, upd_hist = np.empty((config.steps, len(chosen))), np.empty((config.steps, len(chosen)))
@@ -88,7 +97,10 @@ def record(l2o: CoordinateLSTM, task: Task, config: RecordConfig = RecordConfig(
             if not math.isfinite(float(loss)):
                 raise RuntimeError(f"seed {seed}: the learned optimizer diverged at step {t}")
             f, fstate = extractor.update(grad[idx], fstate)
-            raw, state = l2o.raw_step(grad, state)
+            raw = torch.empty_like(grad)
+            for k, (gk, rk) in enumerate(zip(grad.split(size), raw.split(size))):
+                out, states[k] = l2o.raw_step(gk, states[k])
+                rk.copy_(out)
             update = l2o.squash(raw)
             feats[t] = f.double().numpy()
             raw_hist[t], upd_hist[t] = raw[idx].double().numpy(), update[idx].double().numpy()
