@@ -62,8 +62,9 @@ def test_distill_cli_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "distilled"
     assert main(["distill", str(ckpt), "--task-opt", "batch_size=32", "--steps", "60", "--seeds", "1",
-                 "--test-seeds", "1", "--coords", "4", "--windows", "6", "--generations", "10", "--population", "100",
-                 "--time-limit", "10", "--selection", "accuracy", "--r2-threshold", "0.5", "--threads", "1",
+                 "--test-seeds", "1", "--coords", "4", "--windows", "6", "--generations", "10",
+                 "--population", "100", "--time-limit", "10", "--selection", "accuracy",
+                 "--r2-threshold", "0.5", "--threads", "1",
                  "--out", str(out), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["columns"][:2] == ["mt_0", "gt_0"] and summary["r2_fitted"] >= summary["r2_search"] - 1e-9
@@ -74,7 +75,8 @@ def test_distill_cli_end_to_end(tmp_path, capsys):
     expr = parse_equation(summary["equation"], variables=cols)
     assert summary["r2_new_rollouts"] == pytest.approx(r2_score(yt, predict(expr, Xt, cols)), abs=1e-9)
     assert {"mt_ema98_0", "step_0"} <= set(summary["columns"])  # the LSTM's long memory is offered by default
-    for f in ("dataset/data.parquet", "dataset/manifest.json", "test_dataset/data.parquet", "equations.json", "report.json", "response.png"):
+    for f in ("dataset/data.parquet", "dataset/manifest.json", "test_dataset/data.parquet", "equations.json",
+              "report.json", "response.png"):
         assert (out / f).stat().st_size > 0
     chosen = json.loads((out / "equations.json").read_text())["chosen"]
     from l2o.distill import Equation

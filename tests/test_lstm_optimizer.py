@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from l2o.cli import main
@@ -29,10 +30,38 @@ def test_matches_the_flat_rollout_in_float64():
 def test_chunks_change_nothing_but_memory():
     task = make_task("mnist_mlp", dtype=torch.float64, batch_size=32)
     l2o = _l2o()
-    whole = rollout(task, lambda params: LSTMOptimizer(params, l2o), steps=6, seeds=[2], progress=False)
+    whole = rollout(task, lambda params: LSTMOptimizer(params, l2o, chunk_size=None), steps=6, seeds=[2],
+                    progress=False)
     chunked = rollout(task, lambda params: LSTMOptimizer(params, l2o, chunk_size=5000), steps=6, seeds=[2],
                       progress=False)
     np.testing.assert_allclose(chunked.losses, whole.losses, rtol=1e-12)
+
+
+def test_a_state_saved_with_one_chunking_resumes_under_another():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()  # 65
+    x, y = torch.randn(32, 6, dtype=torch.float64), torch.randn(32, 1, dtype=torch.float64)
+
+    def step(opt, m):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(m(x), y).backward()
+        opt.step()
+
+    opt = LSTMOptimizer(model.parameters(), _l2o("rp_si"), chunk_size=None)
+    for _ in range(3):
+        step(opt, model)
+    clone = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    clone.load_state_dict(model.state_dict())
+    opt2 = LSTMOptimizer(clone.parameters(), _l2o("rp_si"), chunk_size=64)  # chunks of 64 and 1
+    opt2.load_state_dict(opt.state_dict())
+    for _ in range(3):
+        step(opt, model)
+        step(opt2, clone)
+    assert [s.hidden[0].shape[-1] for s in opt2.lstm_state] == [64, 1]
+    for a, b in zip(model.parameters(), clone.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="chunk_size"):
+        LSTMOptimizer(model.parameters(), _l2o("rp_si"), chunk_size=0)
 
 
 def test_state_dict_round_trip_mid_run_gives_identical_steps():

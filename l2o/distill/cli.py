@@ -51,8 +51,8 @@ def add_distill(sub: argparse._SubParsersAction, common, task_args) -> None:
     p.add_argument("--seeds", type=int, default=len(d.seeds),
                    help=f"rollouts searched on, seeds 0..K-1 (default: {len(d.seeds)})")
     p.add_argument("--test-seeds", type=int, default=8,
-                   help="further rollouts, seeds K..K+T-1, recorded only to score the chosen equation on runs "
-                        "the search never saw (R² on new rollouts); 0 skips them (default: 8)")
+                   help="further rollouts, seeds K..K+T-1, recorded only to score the chosen equation on "
+                        "runs the search never saw (R² on new rollouts); 0 skips them (default: 8)")
     p.add_argument("--coords", type=int, default=d.coords_per_tensor,
                    help=f"coordinates tracked per tensor (default: {d.coords_per_tensor})")
     p.add_argument("--windows", type=int, default=d.windows_per_coord,

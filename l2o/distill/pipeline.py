@@ -74,7 +74,7 @@ def distill(l2o, task, out: str | Path, record_config: RecordConfig = RecordConf
             features: Sequence[str] | None = None, max_lag: int = 2, target: str = "raw",
             engine: str = "operon", engine_settings: dict[str, Any] | None = None,
             source: str | None = None, test_seeds: Sequence[int] = ()) -> dict[str, Any]:
-    """``test_seeds``: rollouts recorded only to score the chosen equation on (none of ``record_config.seeds``)."""
+    """``test_seeds``: rollouts recorded only to score the chosen equation on (none of the searched seeds)."""
     if max_lag >= record_config.window:
         raise ValueError(f"max_lag must be below the window ({record_config.window})")
     test_seeds = tuple(int(s) for s in test_seeds)

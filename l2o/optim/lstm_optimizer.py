@@ -7,8 +7,11 @@ is scattered back with one ``_foreach_add_``. A parameter without a gradient thi
 gradient, so the flat layout never changes. The LSTM state (80 floats per coordinate for a 2×20 RP)
 lives in ``self.lstm_state`` (one ``LSTMState`` per chunk) and travels in ``state_dict``.
 
-``chunk_size`` bounds the LSTM's temporaries on large models: the flat vector is processed in chunks of
-that many coordinates (each with its own state), which changes nothing in the result.
+The flat vector is processed in chunks of ``chunk_size`` coordinates, each with its own state. On CPU the
+default, 8192, keeps a chunk's state and temporaries in cache through the whole network (an RP step on
+24,380 coordinates: 4.15 ms in chunks, 5.5 ms in one call); on a GPU the default is one chunk (fewer
+launches). Chunks change nothing in the result (to the last bit for sizes that are multiples of 64), and
+a saved state loads whatever chunking it was saved with.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from l2o.learned.features import FeatureState
 
 
 class LSTMOptimizer(torch.optim.Optimizer):
+    CPU_CHUNK = 8192
+
     def __init__(self, params, checkpoint: str | os.PathLike | CoordinateLSTM, best: bool = True,
-                 chunk_size: int | None = None):
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+                 chunk_size: int | None | str = "auto"):
+        if chunk_size not in ("auto", None) and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size must be 'auto', None (one chunk) or an int >= 1, "
+                             f"got {chunk_size!r}")
         l2o = checkpoint if isinstance(checkpoint, CoordinateLSTM) else l2o_from_checkpoint(checkpoint, best=best)
         super().__init__(params, defaults={})
         self.l2o = l2o.eval().requires_grad_(False)
@@ -49,13 +55,19 @@ class LSTMOptimizer(torch.optim.Optimizer):
         flat = torch.cat(grads)
         if self.l2o.weights[0].device != flat.device or self.l2o.weights[0].dtype != flat.dtype:
             self.l2o.to(device=flat.device, dtype=flat.dtype)
-        chunks = flat.split(self.chunk_size or flat.numel())
+        size = self.chunk_size
+        if size == "auto":
+            size = self.CPU_CHUNK if flat.device.type == "cpu" else None
+        size = size or flat.numel()
+        chunks = flat.split(size)
         if self.lstm_state is None:
             self.lstm_state = [self.l2o.init_state(c) for c in chunks]
-        if len(self.lstm_state) != len(chunks):
+        if sum(s.hidden[0].shape[-1] for s in self.lstm_state) != flat.numel():
             raise RuntimeError("the parameters changed size since the first step; build a new LSTMOptimizer")
+        if [s.hidden[0].shape[-1] for s in self.lstm_state] != [c.numel() for c in chunks]:
+            self.lstm_state = _rechunk(self.lstm_state, size)  # saved with another chunking
         update = torch.empty_like(flat)
-        for k, (c, u) in enumerate(zip(chunks, update.split(self.chunk_size or flat.numel()))):
+        for k, (c, u) in enumerate(zip(chunks, update.split(size))):
             out, self.lstm_state[k] = self.l2o.step(c, self.lstm_state[k])
             u.copy_(out)
         torch._foreach_add_(params, [u.view_as(p) for u, p in zip(update.split([p.numel() for p in params]), params)])
@@ -75,3 +87,20 @@ class LSTMOptimizer(torch.optim.Optimizer):
             saved = [saved]
         self.lstm_state = None if saved is None else [
             LSTMState(FeatureState(**s["features"]), tuple(t.clone() for t in s["hidden"])) for s in saved]
+
+
+def _rechunk(states: list[LSTMState], size: int) -> list[LSTMState]:
+    """The same per-coordinate state split into chunks of ``size`` coordinates (the last dim of every
+    tensor is the coordinate; the step count is shared)."""
+    def split(tensors):
+        return torch.cat(tensors, -1).split(size, -1) if tensors[0] is not None else None
+
+    first = states[0].features
+    fields = {name: split([getattr(s.features, name) for s in states])
+              for name in first._fields if name != "step"}
+    hidden = [split([s.hidden[i] for s in states]) for i in range(len(states[0].hidden))]
+    out = []
+    for k in range(len(hidden[0])):
+        features = {name: None if parts is None else parts[k].clone() for name, parts in fields.items()}
+        out.append(LSTMState(FeatureState(first.step, **features), tuple(h[k].clone() for h in hidden)))
+    return out
