@@ -67,10 +67,11 @@ def record(l2o: CoordinateLSTM, task: Task, config: RecordConfig = RecordConfig(
            source: str | None = None, chunk_size: int | None = 8192) -> Dataset:
     """Rolls out and records ``config.seeds``. The L2O steps through the coordinates in chunks of
     ``chunk_size``, each with its own state, so that a chunk's state and temporaries stay in the CPU's
-    cache through the whole network (an RP step on the MNIST MLP's 24,380 coordinates: 4.15 ms in chunks,
-    5.5 ms in one call). Every coordinate is independent, so the rows do not depend on the chunking as long as
-    ``chunk_size`` is a multiple of 64 (the kernels' vector width: a chunk ending mid-vector is finished by
-    scalar code, which can differ in the last bit)."""
+    cache through the whole network (an RP step on the MNIST MLP's 24,380 coordinates: 4.15 ms in
+    chunks, 5.5 ms in one call). Every coordinate is independent, so the rows do not depend on the
+    chunking as long as ``chunk_size`` is a multiple of 64 (a whole number of the kernels' 64-byte vectors
+    in float32 and float64: a chunk ending mid-vector is finished by scalar code, which can differ in
+    the last bit)."""
     if config.window > config.steps:
         raise ValueError("window must not exceed steps")
     if chunk_size is not None and chunk_size < 1:
