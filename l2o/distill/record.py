@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from l2o.learned.features import FEATURES, FeatureExtractor
-from l2o.learned.lstm import CoordinateLSTM
+from l2o.learned.lstm import CPU_CHUNK, CoordinateLSTM, step_in_chunks
 from l2o.meta.flat import FlatParams, loss_and_grad
 from l2o.tasks import Task
 
@@ -64,14 +64,11 @@ def feature_columns(features: Sequence[str], window: int) -> list[str]:
 
 @torch.no_grad()
 def record(l2o: CoordinateLSTM, task: Task, config: RecordConfig = RecordConfig(),
-           source: str | None = None, chunk_size: int | None = 8192) -> Dataset:
+           source: str | None = None, chunk_size: int | None = CPU_CHUNK) -> Dataset:
     """Rolls out and records ``config.seeds``. The L2O steps through the coordinates in chunks of
-    ``chunk_size``, each with its own state, so that a chunk's state and temporaries stay in the CPU's
-    cache through the whole network (an RP step on the MNIST MLP's 24,380 coordinates: 4.15 ms in
-    chunks, 5.5 ms in one call). Every coordinate is independent, so the rows do not depend on the
-    chunking as long as ``chunk_size`` is a multiple of 64 (a whole number of the kernels' 64-byte vectors
-    in float32 and float64: a chunk ending mid-vector is finished by scalar code, which can differ in
-    the last bit)."""
+    ``chunk_size``, each with its own state (see ``l2o.learned.lstm.CPU_CHUNK``). Every coordinate is
+    independent, so the rows do not depend on the chunking as long as ``chunk_size`` is a multiple of 64
+    (a chunk ending mid-vector is finished by scalar code, which can differ in the last bit)."""
     if config.window > config.steps:
         raise ValueError("window must not exceed steps")
     if chunk_size is not None and chunk_size < 1:
@@ -98,10 +95,7 @@ def record(l2o: CoordinateLSTM, task: Task, config: RecordConfig = RecordConfig(
             if not math.isfinite(float(loss)):
                 raise RuntimeError(f"seed {seed}: the learned optimizer diverged at step {t}")
             f, fstate = extractor.update(grad[idx], fstate)
-            raw = torch.empty_like(grad)
-            for k, (gk, rk) in enumerate(zip(grad.split(size), raw.split(size))):
-                out, states[k] = l2o.raw_step(gk, states[k])
-                rk.copy_(out)
+            raw = step_in_chunks(l2o.raw_step, grad, states, size)
             update = l2o.squash(raw)
             feats[t] = f.double().numpy()
             raw_hist[t], upd_hist[t] = raw[idx].double().numpy(), update[idx].double().numpy()

@@ -30,6 +30,21 @@ from l2o.meta.interface import LearnedOptimizer
 
 MODELS = ("dm", "rp", "rp_si")
 
+# Coordinates per chunk on CPU: a chunk's state and temporaries stay in cache through the whole network
+# (an RP step on 24,380 coordinates: 4.15 ms in chunks of 8192, 5.5 ms in one call). A multiple of 64,
+# a whole number of the kernels' 64-byte vectors in float32 and float64, so that chunking changes no bit.
+CPU_CHUNK = 8192
+
+
+def step_in_chunks(step, g: torch.Tensor, states: list, size: int) -> torch.Tensor:
+    """``step`` (e.g. ``CoordinateLSTM.raw_step``) over ``g`` in chunks of ``size`` coordinates, chunk k
+    with ``states[k]``, which is replaced by its new state; returns the outputs in one vector."""
+    out = torch.empty_like(g)
+    for k, (gk, ok) in enumerate(zip(g.split(size), out.split(size))):
+        result, states[k] = step(gk, states[k])
+        ok.copy_(result)
+    return out
+
 
 @dataclass(frozen=True)
 class LSTMConfig:

@@ -8,9 +8,8 @@ gradient, so the flat layout never changes. The LSTM state (80 floats per coordi
 lives in ``self.lstm_state`` (one ``LSTMState`` per chunk) and travels in ``state_dict``.
 
 The flat vector is processed in chunks of ``chunk_size`` coordinates, each with its own state. On CPU the
-default, 8192, keeps a chunk's state and temporaries in cache through the whole network (an RP step on
-24,380 coordinates: 4.15 ms in chunks, 5.5 ms in one call); on a GPU the default is one chunk (fewer
-launches). Chunks change nothing in the result (to the last bit for sizes that are multiples of 64), and
+default is ``l2o.learned.lstm.CPU_CHUNK`` (8192), which keeps a chunk in cache through the whole network;
+on a GPU it is one chunk (fewer launches). Chunks change nothing in the result (to the last bit for sizes that are multiples of 64), and
 a saved state loads whatever chunking it was saved with.
 """
 
@@ -22,13 +21,11 @@ from typing import Any
 import torch
 
 from l2o.learned.checkpoint import l2o_from_checkpoint
-from l2o.learned.lstm import CoordinateLSTM, LSTMState
+from l2o.learned.lstm import CPU_CHUNK, CoordinateLSTM, LSTMState, step_in_chunks
 from l2o.learned.features import FeatureState
 
 
 class LSTMOptimizer(torch.optim.Optimizer):
-    CPU_CHUNK = 8192
-
     def __init__(self, params, checkpoint: str | os.PathLike | CoordinateLSTM, best: bool = True,
                  chunk_size: int | None | str = "auto"):
         if chunk_size not in ("auto", None) and (not isinstance(chunk_size, int) or chunk_size < 1):
@@ -57,19 +54,17 @@ class LSTMOptimizer(torch.optim.Optimizer):
             self.l2o.to(device=flat.device, dtype=flat.dtype)
         size = self.chunk_size
         if size == "auto":
-            size = self.CPU_CHUNK if flat.device.type == "cpu" else None
+            size = CPU_CHUNK if flat.device.type == "cpu" else None
         size = size or flat.numel()
         chunks = flat.split(size)
         if self.lstm_state is None:
             self.lstm_state = [self.l2o.init_state(c) for c in chunks]
-        if sum(s.hidden[0].shape[-1] for s in self.lstm_state) != flat.numel():
+        sizes = [s.hidden[0].shape[-1] for s in self.lstm_state]
+        if sum(sizes) != flat.numel():
             raise RuntimeError("the parameters changed size since the first step; build a new LSTMOptimizer")
-        if [s.hidden[0].shape[-1] for s in self.lstm_state] != [c.numel() for c in chunks]:
+        if sizes != [c.numel() for c in chunks]:
             self.lstm_state = _rechunk(self.lstm_state, size)  # saved with another chunking
-        update = torch.empty_like(flat)
-        for k, (c, u) in enumerate(zip(chunks, update.split(size))):
-            out, self.lstm_state[k] = self.l2o.step(c, self.lstm_state[k])
-            u.copy_(out)
+        update = step_in_chunks(self.l2o.step, flat, self.lstm_state, size)
         torch._foreach_add_(params, [u.view_as(p) for u, p in zip(update.split([p.numel() for p in params]), params)])
         return loss
 
