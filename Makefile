@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+INSTALL_KIB ?= 7000000
 DEMO_STEPS ?= 1000
 DEMO_SEEDS ?= 5
 DEMO_MINUTES ?= 3
@@ -14,6 +15,9 @@ DEMO_OUT ?= $(or $(L2O_STORAGE),$(HOME)/.l2o/storage)/demo
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || [ $$(df -Pk . | awk 'NR==2 {print $$4}') -ge $(INSTALL_KIB) ] || { echo "make install:" \
+		"$$(df -Pk . | awk 'NR==2 {print int($$4 / 1024)}') MiB free here; .venv needs about 6.5 GiB" \
+		"(torch 2.14.1 from PyPI is its CUDA build)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,dev]'
