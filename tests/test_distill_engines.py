@@ -7,7 +7,8 @@ import pytest
 import sympy as sp
 
 from l2o.distill import Equation
-from l2o.distill.engines import ENGINES, make_engine, r2_score
+from l2o.distill.engines import ENGINES, holdout_split, make_engine, predict, r2_score
+from l2o.distill.fit import fit_constants
 
 NAMES = ["g_0", "g_1", "g_2"]
 
@@ -47,6 +48,18 @@ def test_operon_recovers_a_linear_rule_exactly():
     assert best.r2 > 0.999999
     const = [float(c) for c in best.expr.atoms(sp.Float) if abs(float(c)) > 1e-6]
     assert any(abs(c + 0.01) < 1e-6 for c in const) and best.expr.free_symbols == {sp.Symbol("g_0", real=True)}
+
+
+def test_constant_fitting_holds_out_the_rows_the_search_held_out():
+    X, y = _data(lambda X: 0.5 * X[:, 0] + 0.3 * np.random.default_rng(9).normal(size=len(X)))
+    est = make_engine("operon", generations=5, population=100, seed=7).fit(X, y, NAMES)
+    hold, rest = holdout_split(len(y), est.holdout, est.seed)
+    assert len(hold) == 120 and sorted([*hold, *rest]) == list(range(len(y)))
+    assert est.best_.r2 == pytest.approx(r2_score(y[hold], predict(est.best_.expr, X[hold], NAMES)), abs=1e-12)
+    _, report = fit_constants(est.best_, X, y, NAMES, holdout=est.holdout, seed=est.seed)
+    assert report.r2_before == pytest.approx(est.best_.r2, abs=1e-12)  # same rows (noisy y: other rows differ)
+    _, other = fit_constants(est.best_, X, y, NAMES, holdout=est.holdout, seed=0)
+    assert other.r2_before != pytest.approx(est.best_.r2, abs=1e-6)
 
 
 def test_selection_by_accuracy_takes_the_simplest_good_equation():

@@ -64,9 +64,10 @@ def test_distill_cli_end_to_end(tmp_path, capsys):
     assert main(["distill", str(ckpt), "--task-opt", "batch_size=32", "--steps", "60", "--seeds", "1",
                  "--test-seeds", "1", "--coords", "4", "--windows", "6", "--generations", "10",
                  "--population", "100", "--time-limit", "10", "--selection", "accuracy",
-                 "--r2-threshold", "0.5", "--threads", "1",
+                 "--r2-threshold", "0.5", "--threads", "1", "--search-seed", "3",
                  "--out", str(out), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["engine"] == "operon" and summary["engine_settings"]["seed"] == 3
     assert summary["columns"][:2] == ["mt_0", "gt_0"] and summary["r2_fitted"] >= summary["r2_search"] - 1e-9
     # scored on a rollout the search never saw: recomputed here from the test dataset it wrote
     test = load_dataset(out / "test_dataset")

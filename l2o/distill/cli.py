@@ -74,6 +74,8 @@ def add_distill(sub: argparse._SubParsersAction, common, task_args) -> None:
                         "log-loss per node (PySR's score), or the simplest reaching --r2-threshold (default: score)")
     p.add_argument("--r2-threshold", type=float, default=0.99,
                    help="R² that --selection accuracy asks for; failing that, the front's best (default: 0.99)")
+    p.add_argument("--search-seed", type=int, default=0,
+                   help="seed of the search and of which rows it keeps back for R² (default: 0)")
     p.add_argument("--out", default=None, help="output folder (default: <storage>/distill/<checkpoint folder name>)")
     common(p)
     p.set_defaults(func=run_distill_cli)
@@ -101,7 +103,7 @@ def run_distill_cli(args: argparse.Namespace) -> int:
     features = [f.strip() for f in args.features.split(",")] if args.features else None
     settings = dict(operators=tuple(o.strip() for o in args.operators.split(",")), max_complexity=args.max_complexity,
                     population=args.population, generations=args.generations, time_limit=args.time_limit,
-                    selection=args.selection, r2_threshold=args.r2_threshold,
+                    selection=args.selection, r2_threshold=args.r2_threshold, seed=args.search_seed,
                     threads=torch.get_num_threads())  # --threads, else one per core
     summary = distill(l2o, task, out, cfg, features=features, max_lag=args.max_lag, target=args.target,
                       engine=args.engine, engine_settings=settings, source=str(args.checkpoint),

@@ -46,6 +46,14 @@ def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else -math.inf)
 
 
+def holdout_split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out rows, the rest) of ``n`` rows, shuffled by ``seed``: the engines' split, which constant
+    fitting reuses so that, given the search's seed, it never trains on the rows R² is reported on."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_hold = max(2, int(round(holdout * n)))
+    return order[:n_hold], order[n_hold:]
+
+
 def predict(expr: sp.Expr, X: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
     """``expr`` on the rows of ``X`` in float64, through the one sympy→torch table."""
     cols = {name: torch.from_numpy(np.require(X[:, i], np.float64, ["C", "W"]))  # copies read-only columns
@@ -92,10 +100,7 @@ class Engine(abc.ABC):
             raise ValueError(f"X {X.shape}, y {y.shape} and {len(names)} feature names do not agree")
         if X.shape[0] < 10 or not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise ValueError("need at least 10 rows, all finite")
-        rng = np.random.default_rng(self.seed)
-        order = rng.permutation(len(y))
-        n_hold = max(2, int(round(self.holdout * len(y))))
-        hold, rest = order[:n_hold], order[n_hold:]
+        hold, rest = holdout_split(len(y), self.holdout, self.seed)
         n_val = max(2, int(round(self.validation * len(rest))))
         val, train = rest[:n_val], rest[n_val:]
         t0 = time.perf_counter()

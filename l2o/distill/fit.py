@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from l2o.distill.engines import predict, r2_score
+from l2o.distill.engines import holdout_split, predict, r2_score
 from l2o.distill.equation import Equation
 from l2o.optim.sympy_torch import TorchExpression
 
@@ -36,9 +36,7 @@ def fit_constants(equation: Equation, X: np.ndarray, y: np.ndarray, feature_name
         raise ValueError(f"method must be 'lbfgs' or 'adam', got {method!r}")
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)
     names = list(feature_names)
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_hold = max(2, int(round(holdout * len(y))))
-    hold, train = order[:n_hold], order[n_hold:]
+    hold, train = holdout_split(len(y), holdout, seed)
     module = TorchExpression(equation.expr, learn_constants=True)
     cols = {n: torch.from_numpy(np.ascontiguousarray(X[train, i])) for i, n in enumerate(names)}
     target = torch.from_numpy(y[train])
