@@ -50,8 +50,8 @@ def _fit_rule(best_path: Path, dataset: Path, checkpoint: Path, out: Path) -> di
     ds = load_dataset(dataset)
     used = {str(s) for s in expr.free_symbols}
     X, y, columns = ds.xy(target, [c for c in ds.manifest["feature_columns"] if c in used] or None)
-    # the trial's seed: the same held-out rows as its search
-    fitted, report = fit_constants(Equation(expr), X, y, columns, seed=best["meta"]["trial_config"].get("seed", 0))
+    seed = best["meta"]["trial_config"].get("seed", 0)  # the trial's: the same held-out rows as its search
+    fitted, report = fit_constants(Equation(expr), X, y, columns, seed=seed)
     l2o = l2o_from_checkpoint(checkpoint)
     rule = Equation(l2o.squash_expr(fitted.expr) if target == "raw" else fitted.expr,
                     r2=fitted.r2, meta={"from": str(best_path), "r2_before_fit": report.r2_before})

@@ -88,6 +88,19 @@ def test_state_dict_round_trip_mid_run_gives_identical_steps():
         assert torch.equal(a, b)
 
 
+def test_meta_train_cli_repeats_itself_with_one_seed(tmp_path):
+    def run(name: str, seed: int) -> dict:
+        argv = ["meta-train", "--task", "quadratic", "--epochs", "1", "--epoch-len", "20", "--unroll", "10",
+                "--eval-every", "1", "--seed", str(seed), "--out", str(tmp_path / name), "--no-progress"]
+        assert main(argv) == 0
+        return load_checkpoint(tmp_path / name)
+
+    a, b, c = run("a.pt", 3), run("b.pt", 3), run("c.pt", 4)
+    assert a["train_state"]["history"] == b["train_state"]["history"]
+    assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
+    assert not all(torch.equal(a["weights"][k], c["weights"][k]) for k in a["weights"])
+
+
 def test_meta_train_cli_then_eval_with_the_checkpoint(tmp_path, capsys):
     ckpt = tmp_path / "rp.pt"
     argv = ["meta-train", "--task", "quadratic", "--epochs", "2", "--epoch-len", "20", "--unroll", "10",

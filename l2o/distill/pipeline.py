@@ -94,7 +94,8 @@ def distill(l2o, task, out: str | Path, record_config: RecordConfig = RecordConf
         save_dataset(test, out / "test_dataset")
         Xt, yt, _ = test.xy(target, cols)
     est = make_engine(engine, **(engine_settings or {})).fit(X, y, cols)
-    # held out: the search's rows (same split, same seed); the search's constants stay if fitting does not help
+    # held out: the search's rows (same split, same seed); the search's constants stay if fitting does
+    # not help
     fitted, _ = fit_constants(est.best_, X, y, cols, holdout=est.holdout, seed=est.seed)
     r2_new = r2_score(yt, predict(fitted.expr, Xt, cols)) if test_seeds else None
     fitted.meta.update({"source_checkpoint": source, "target": target, "columns": cols,

@@ -86,6 +86,7 @@ def add_meta_train(sub: argparse._SubParsersAction, common, task_args) -> None:
 
 
 def run_meta_train(args: argparse.Namespace) -> int:
+    import torch
     from tqdm.auto import tqdm
 
     from l2o.cli import build_task
@@ -116,6 +117,7 @@ def run_meta_train(args: argparse.Namespace) -> int:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         out = Path(args.out) if args.out else (
             storage_root(args.storage) / "meta_train" / f"{args.model}-{args.task}-{stamp}" / "checkpoint.pt")
+    torch.manual_seed(meta_cfg.seed)  # the L2O's initial weights: --seed is the root of every draw
     l2o = l2o_from_checkpoint(args.init_from) if args.init_from else CoordinateLSTM(l2o_cfg)
     trainer = MetaTrainer(l2o.to(device=task.device, dtype=task.dtype), task, meta_cfg)
     if args.resume:
