@@ -9,8 +9,8 @@ lives in ``self.lstm_state`` (one ``LSTMState`` per chunk) and travels in ``stat
 
 The flat vector is processed in chunks of ``chunk_size`` coordinates, each with its own state. On CPU the
 default is ``l2o.learned.lstm.CPU_CHUNK`` (8192), which keeps a chunk in cache through the whole network;
-on a GPU it is one chunk (fewer launches). Chunks change nothing in the result (to the last bit for sizes that are multiples of 64), and
-a saved state loads whatever chunking it was saved with.
+on a GPU it is one chunk (fewer launches). Chunks change nothing in the result (to the last bit for sizes
+that are multiples of 64), and a saved state loads whatever chunking it was saved with.
 """
 
 from __future__ import annotations
