@@ -31,7 +31,9 @@ class MetaTrainJob:
     max_failures: int = 2  # worker-group restarts (from the last checkpoint) before the run fails
     checkpoint_every: int = 1  # epochs between checkpoints
     report_windows: bool = True  # set Ray gauges after every unroll window (dashboard Metrics page)
-    controller_poll_s: float = 0.2  # Ray Train's controller poll interval: each epoch's report waits for it
+    # Ray Train's controller poll interval. A report waits for the poll only while the previous one is
+    # uncollected (epochs shorter than this); each poll costs the workers time (0.2 s: ~7 % fewer windows/s).
+    controller_poll_s: float = 2.0
     max_minutes: float | None = None  # wall-clock budget of the training loop
     name: str | None = None  # run name under <storage>/ray (default: <model>-<task>-<UTC time>)
     storage: str | None = None  # storage root: a path or a pyarrow URI (default: $L2O_STORAGE)
@@ -40,7 +42,8 @@ class MetaTrainJob:
     @classmethod
     def smoke(cls) -> "MetaTrainJob":
         return cls(model="rp", task="mnist_mlp", task_options={"batch_size": 32},
-                   meta={"epochs": 3, "epoch_len": 40, "unroll": 20, "eval_every": 1, "eval_seeds": 1})
+                   meta={"epochs": 3, "epoch_len": 40, "unroll": 20, "eval_every": 1, "eval_seeds": 1},
+                   controller_poll_s=0.2)  # sub-second epochs
 
 
 @dataclass

@@ -26,6 +26,7 @@ import torch
 from cluster.config import MetaTrainJob, storage_uri
 
 CHECKPOINT_FILE = "checkpoint.pt"
+POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
 class DistributedSync:
@@ -150,8 +151,6 @@ def meta_train(job: MetaTrainJob):
     from ray.train.torch import TorchTrainer
 
     job = dataclasses.replace(job, name=run_name(job))
-    # ray.train.report blocks until the controller polls (2 s by default): that would cost seconds per epoch.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(job.controller_poll_s))
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=dataclasses.asdict(job),
@@ -162,4 +161,13 @@ def meta_train(job: MetaTrainJob):
                                                           controller_failure_limit=job.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=3)),
     )
-    return trainer.fit()
+    # Ray Train reads its poll interval from the driver's environment when fit() starts the controller.
+    previous = os.environ.get(POLL_ENV)
+    os.environ[POLL_ENV] = str(job.controller_poll_s)
+    try:
+        return trainer.fit()
+    finally:
+        if previous is None:
+            os.environ.pop(POLL_ENV, None)
+        else:
+            os.environ[POLL_ENV] = previous

@@ -42,7 +42,8 @@ def test_lost_node_resumes_from_checkpoint_and_matches_an_undisturbed_run(three_
     cluster, workers = three_node_cluster
     job = MetaTrainJob(model="rp", task="quadratic", meta={"epochs": 10, "epoch_len": 100, "unroll": 20,
                                                            "eval_every": 2, "eval_seeds": 1},
-                       num_workers=2, checkpoint_every=1, max_failures=2, storage=str(tmp_path / "a"), name="plain")
+                       num_workers=2, checkpoint_every=1, max_failures=2, controller_poll_s=0.2,  # short epochs
+                       storage=str(tmp_path / "a"), name="plain")
     plain = meta_train(job)
     assert plain.error is None and plain.metrics["resumed_from"] == 0
 
