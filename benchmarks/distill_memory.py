@@ -28,14 +28,13 @@ import numpy as np
 import torch
 
 from l2o.distill.engines import r2_score
-from l2o.distill.pipeline import default_features
-from l2o.distill.record import RecordConfig, record
+
+from l2o.distill.record import RecordConfig, default_features, record
 from l2o.learned import l2o_from_checkpoint
 from l2o.meta.flat import FlatParams, loss_and_grad
 from l2o.tasks import make_task
 
 WINDOWS = (1, 5, 20, 50, 100, 200)
-
 
 @torch.no_grad()
 def memory(l2o, task, seeds: int, coords: int, steps: int) -> dict[int, float]:
@@ -69,7 +68,6 @@ def memory(l2o, task, seeds: int, coords: int, steps: int) -> dict[int, float]:
         out[w] = r2_score(torch.cat([y[e] for e in ends]).double().numpy(), torch.cat(preds).double().numpy())
     return out
 
-
 def tree_fits(frame, feature_sets: dict[str, list[str]], target: str) -> dict[str, float]:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -82,7 +80,6 @@ def tree_fits(frame, feature_sets: dict[str, list[str]], target: str) -> dict[st
         model = HistGradientBoostingRegressor(max_iter=500, learning_rate=0.05, random_state=0).fit(X[train], y[train])
         out[name] = r2_score(y[test], model.predict(X[test]))
     return out
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -129,7 +126,6 @@ def main() -> None:
         print(f"{name:<{width}}  {v:8.4f}")
     print(json.dumps({"checkpoint": args.checkpoint, "model": l2o.config.model, "target": args.target,
                       "memory_r2": {str(k): v for k, v in mem.items()}, "trees_r2": trees, "rows": len(frame)}))
-
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,6 @@ The rows a seed produces do not depend on the actor count (checked here as well)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -27,15 +26,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.config import GenerateJob, MetaTrainJob  # noqa: E402
+from cluster.config import GenerateJob, MetaTrainJob, build_job  # noqa: E402
+from l2o.config import replace  # noqa: E402
 
 
 def train_throughput(workers: int, args, storage: str, name: str) -> float:
     from cluster.train import meta_train
 
-    job = MetaTrainJob(model="rp", task="mnist_mlp", task_options={"batch_size": 128}, num_workers=workers,
-                       meta={"epochs": args.epochs, "epoch_len": args.epoch_len, "unroll": 20, "eval_every": 10**6},
-                       checkpoint_every=10**6, storage=storage, name=name)
+    job = build_job(MetaTrainJob, {"task": {"name": "mnist_mlp", "options": {"batch_size": 128}},
+                                   "meta": {"epochs": args.epochs, "epoch_len": args.epoch_len, "unroll": 20,
+                                            "eval_every": 10**6},
+                                   "train": {"num_workers": workers, "checkpoint_every": 10**6},
+                                   "storage": storage, "name": name})
     result = meta_train(job)
     if result.error:
         raise RuntimeError(result.error)
@@ -78,14 +80,14 @@ def main() -> None:
         ray.shutdown()
         start()
         checkpoint = next(Path(tmp, "ray", "scaling-0-1").glob("checkpoint_*/checkpoint.pt"))
-        job = GenerateJob(checkpoint=str(checkpoint), record={"steps": args.steps, "seeds": list(range(args.seeds)),
-                                                               "coords_per_tensor": 8})
+        job = build_job(GenerateJob, {"checkpoint": str(checkpoint), "record": {
+            "steps": args.steps, "seeds": list(range(args.seeds)), "coords_per_tensor": 8}})
         frames = {}
         for r in range(args.repeats):
             pair = {}
             for n in order(r):
                 out = f"{tmp}/gen-{r}-{n}"
-                manifest = generate(dataclasses.replace(job, num_actors=n, out=out), progress=False)
+                manifest = generate(replace(job, actors={"num_actors": n}, out=out), progress=False)
                 pair[n] = args.seeds / manifest["generate_seconds"]
                 if r == 0:
                     frames[n] = load_dataset(out).frame

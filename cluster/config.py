@@ -1,160 +1,145 @@
-"""Job configurations: one dataclass per job, read from a JSON or YAML file, with a ``--smoke`` size.
+"""Job configurations: one typed dataclass per job, nesting the ``l2o`` configs, read from JSON or YAML.
 
-Plain dataclasses of the ``l2o`` configs' fields, so that a file written by hand, a REST call and a
-test all describe a job the same way. They become dicts only where Ray needs them (the train loop's
-``train_loop_config``, Tune's ``param_space``).
+A job is the ``l2o`` configs of its work plus where that work runs (workers, actors, trials). Files,
+REST bodies and tests describe a job the same way; ``l2o.config.from_dict`` checks every value where it
+enters (unknown settings are an error) and the job becomes a dict only where Ray needs one (a train
+loop's config). ``--smoke`` starts from each job's smallest real size.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from l2o.config import from_dict, merge, option, read_config_file, to_dict
+from l2o.distill.engines import SearchConfig
+from l2o.distill.record import RecordConfig
+from l2o.distill.select import SelectConfig
+from l2o.learned.lstm import LSTMConfig
+from l2o.meta.trainer import MetaTrainConfig
+from l2o.pipeline.config import FitConfig, PipelineConfig
+from l2o.storage import storage_uri
+from l2o.tasks import TaskSpec
 
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(frozen=True)
+class TrainPlacement:
+    num_workers: int = option(2, "Ray Train workers; each meta-trains on its own optimizees, gradients averaged")
+    use_gpu: bool = option(False, "one GPU per worker")
+    cpus_per_worker: float = option(1.0, "CPUs reserved per worker")
+    threads_per_worker: int = option(1, "torch intra-op threads in each worker")
+    max_failures: int = option(2, "worker-group restarts (from the last checkpoint) before the run fails")
+    checkpoint_every: int = option(1, "epochs between checkpoints")
+    report_windows: bool = option(True, "set Ray gauges after every unroll window (dashboard Metrics page)")
+    # A report waits for the poll only while the previous one is uncollected (epochs shorter than this);
+    # each poll costs the workers time (0.2 s: ~7 % fewer windows/s).
+    controller_poll_s: float = option(2.0, "Ray Train's controller poll interval, seconds")
+
+    def __post_init__(self):
+        if self.num_workers < 1 or self.threads_per_worker < 1 or self.checkpoint_every < 1:
+            raise ValueError("num_workers, threads_per_worker and checkpoint_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class GeneratePlacement:
+    num_actors: int | None = option(None, "rollout actors; unset: one per CPU (or GPU with use_gpu) of the cluster")
+    use_gpu: bool = option(False, "one GPU per actor")
+    threads_per_actor: int = option(1, "torch threads in each actor")
+
+
+@dataclass(frozen=True)
+class SearchPlacement:
+    max_concurrent: int = option(2, "Tune trials (searches) at once")
+    cpus_per_trial: float = option(1.0, "CPUs reserved per trial; the search uses that many threads")
+
+
+@dataclass(frozen=True)
 class MetaTrainJob:
-    model: str = "rp"  # dm | rp | rp_si
-    task: str = "mnist_mlp"  # l2o.tasks.TASK_NAMES
-    task_options: dict[str, Any] = field(default_factory=dict)  # ImageTaskConfig / QuadraticConfig overrides
-    l2o: dict[str, Any] = field(default_factory=dict)  # LSTMConfig overrides (hidden, features, …)
-    meta: dict[str, Any] = field(default_factory=dict)  # MetaTrainConfig fields (epochs, curriculum, …)
-    num_workers: int = 2  # Ray Train workers; each meta-trains on its own optimizees, gradients averaged
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
-    threads_per_worker: int = 1  # torch intra-op threads in each worker
-    max_failures: int = 2  # worker-group restarts (from the last checkpoint) before the run fails
-    checkpoint_every: int = 1  # epochs between checkpoints
-    report_windows: bool = True  # set Ray gauges after every unroll window (dashboard Metrics page)
-    # Ray Train's controller poll interval. A report waits for the poll only while the previous one is
-    # uncollected (epochs shorter than this); each poll costs the workers time (0.2 s: ~7 % fewer windows/s).
-    controller_poll_s: float = 2.0
-    max_minutes: float | None = None  # wall-clock budget of the training loop
-    name: str | None = None  # run name under <storage>/ray (default: <model>-<task>-<UTC time>)
-    storage: str | None = None  # storage root: a path or a pyarrow URI (default: $L2O_STORAGE)
-    seed: int = 0
+    l2o: LSTMConfig = option(factory=LSTMConfig, help="the learned optimizer")
+    task: TaskSpec = option(factory=TaskSpec, help="the optimizee")
+    meta: MetaTrainConfig = option(factory=MetaTrainConfig, help="meta-training")
+    train: TrainPlacement = option(factory=TrainPlacement, help="the Ray Train workers")
+    name: str | None = option(None, "run name under <storage>/ray (default: <model>-<task>-<UTC time>)")
+    storage: str | None = option(None, "storage root: a path or a pyarrow URI (default: $L2O_STORAGE)")
 
     @classmethod
-    def smoke(cls) -> "MetaTrainJob":
-        return cls(model="rp", task="mnist_mlp", task_options={"batch_size": 32},
-                   meta={"epochs": 3, "epoch_len": 40, "unroll": 20, "eval_every": 1, "eval_seeds": 1},
-                   controller_poll_s=0.2)  # sub-second epochs
+    def smoke(cls) -> dict[str, Any]:
+        return {"task": {"name": "mnist_mlp", "options": {"batch_size": 32}},
+                "meta": {"epochs": 3, "epoch_len": 40, "unroll": 20, "eval_every": 1, "eval_seeds": 1},
+                "train": {"controller_poll_s": 0.2}}  # sub-second epochs
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerateJob:
-    checkpoint: str = ""  # an l2o checkpoint file (path or URI)
-    task: str | None = None  # default: the checkpoint's task
-    task_options: dict[str, Any] = field(default_factory=dict)
-    record: dict[str, Any] = field(default_factory=dict)  # l2o.distill.RecordConfig fields (steps, seeds, …)
-    num_actors: int | None = None  # default: one per CPU (or GPU with use_gpu) of the cluster
-    use_gpu: bool = False
-    threads_per_actor: int = 1
-    out: str | None = None  # dataset folder (default: <storage>/datasets/<name>)
-    name: str | None = None
-    storage: str | None = None
+    checkpoint: str = option("", "an l2o checkpoint file")
+    task: TaskSpec | None = option(None, "the optimizee (default: the checkpoint's task)")
+    record: RecordConfig = option(factory=RecordConfig, help="what to record")
+    actors: GeneratePlacement = option(factory=GeneratePlacement, help="the rollout actors")
+    out: str | None = option(None, "dataset folder or URI (default: <storage>/datasets/<name>)")
+    name: str | None = option(None, "dataset name (default: dataset-<UTC time>)")
+    storage: str | None = option(None, "storage root (default: $L2O_STORAGE)")
 
     @classmethod
-    def smoke(cls) -> "GenerateJob":
-        return cls(record={"steps": 60, "seeds": [0, 1, 2, 3], "coords_per_tensor": 4, "window": 10,
-                           "windows_per_coord": 5})
+    def smoke(cls) -> dict[str, Any]:
+        return {"record": {"steps": 60, "seeds": [0, 1, 2, 3], "coords_per_tensor": 4, "window": 10,
+                           "windows_per_coord": 5}}
 
 
-@dataclass
+@dataclass(frozen=True)
 class DistillJob:
-    dataset: str = ""  # a dataset folder written by generate (Parquet + manifest.json)
-    features: list[str] | None = None  # default: what the source model reads
-    max_lag: int = 2
-    columns: list[str] | None = None  # explicit input columns (instead of features × lags 0..max_lag)
-    target: str = "raw"
-    search: dict[str, Any] = field(default_factory=lambda: {
-        "engine": ["operon"], "operators": ["add,sub,mul,div,tanh,exp,abs,square,sqrt,sinh",
-                                            "add,sub,mul,div,tanh,sign,abs"],
-        "max_complexity": [10, 20, 30], "population": [300, 1000], "generations": [50, 200],
-        "parsimony": [0.0, 1e-3]})  # lists: Tune samples from them
-    num_samples: int = 8  # trials
-    max_concurrent: int = 2  # trials at once
-    time_limit: float = 60.0  # seconds per trial's search
-    cpus_per_trial: float = 1.0
-    search_alg: str = "optuna"  # optuna | random
-    out: str | None = None  # default: <dataset>/../distill-<UTC time>
-    seed: int = 0
-    storage: str | None = None
+    dataset: str = option("", "a dataset folder (Parquet + manifest.json), e.g. one generate wrote")
+    test_dataset: str | None = option(None, "rollouts to score the candidates on (R² on new rollouts)")
+    task: TaskSpec = option(factory=TaskSpec, help="the optimizee selection rolls the candidates out on")
+    search: SearchConfig = option(factory=SearchConfig, help="the searches (every combination: one Tune trial)")
+    fit: FitConfig = option(factory=FitConfig, help="constant fitting")
+    select: SelectConfig = option(factory=lambda: SelectConfig(by="r2"),
+                                  help="selection (rollout needs the dataset's checkpoint and task)")
+    tune: SearchPlacement = option(factory=SearchPlacement, help="the Tune trials")
+    out: str | None = option(None, "run folder (default: <dataset>/../distill-<UTC time>)")
+    storage: str | None = option(None, "storage root (default: $L2O_STORAGE)")
 
     @classmethod
-    def smoke(cls) -> "DistillJob":
-        return cls(search={"engine": ["operon"], "operators": ["add,sub,mul,div,tanh"], "max_complexity": [8, 12],
-                           "population": [100], "generations": [20], "parsimony": [0.0, 1e-3]},
-                   num_samples=2, max_concurrent=2, time_limit=5.0, max_lag=1)
+    def smoke(cls) -> dict[str, Any]:
+        return {"search": {"operators": [["add", "sub", "mul", "div", "tanh"]], "max_complexity": [8, 12],
+                           "population": [100], "generations": [20], "max_lag": 1}}
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineJob:
-    run_id: str | None = None  # the folder <storage>/pipeline/<run_id>; stages with artifacts are skipped
-    meta_train: MetaTrainJob = field(default_factory=MetaTrainJob)
-    generate: GenerateJob = field(default_factory=GenerateJob)
-    distill: DistillJob = field(default_factory=DistillJob)
-    meta_tune: dict[str, Any] = field(default_factory=lambda: {"epochs": 20, "epoch_len": 200, "meta_lr": 3e-3,
-                                                                "eval_every": 2, "eval_split": "meta_train"})
-    evaluate: dict[str, Any] = field(default_factory=lambda: {"steps": 1000, "seeds": 5})
-    storage: str | None = None
+    pipeline: PipelineConfig = option(factory=PipelineConfig, help="the method: every stage's settings")
+    train: TrainPlacement = option(factory=TrainPlacement, help="meta-training on Ray Train")
+    actors: GeneratePlacement = option(factory=GeneratePlacement, help="recording on Ray actors")
+    tune: SearchPlacement = option(factory=SearchPlacement, help="the searches as Tune trials")
 
     @classmethod
-    def smoke(cls) -> "PipelineJob":
-        return cls(meta_train=MetaTrainJob.smoke(), generate=GenerateJob.smoke(), distill=DistillJob.smoke(),
-                   meta_tune={"epochs": 2, "epoch_len": 40, "meta_lr": 3e-3, "eval_every": 1, "eval_seeds": 1,
-                              "eval_split": "meta_train"},
-                   evaluate={"steps": 100, "seeds": 2})
+    def smoke(cls) -> dict[str, Any]:
+        return {"pipeline": {
+            "task": {"name": "mnist_mlp", "options": {"batch_size": 32}},
+            "meta_train": {"epochs": 3, "epoch_len": 40, "eval_every": 1, "eval_seeds": 1},
+            "record": {"steps": 60, "seeds": [0, 1, 2, 3], "test_seeds": [4], "coords_per_tensor": 4, "window": 10},
+            "search": {"operators": [["add", "sub", "mul", "div", "tanh"]], "max_complexity": [8, 12],
+                       "population": [100], "generations": [20], "max_lag": 1},
+            "select": {"seeds": 1, "max_candidates": 6},
+            "meta_tune": {"epochs": 2, "epoch_len": 40, "eval_every": 1, "eval_seeds": 1},
+            "evaluate": {"steps": 100, "seeds": 2, "lr_grid": [1e-3, 1e-2]}},
+            "train": {"controller_poll_s": 0.2}}
 
 
-def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """``cls`` from a dict, recursing into nested job dataclasses; unknown keys are an error."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; expected among {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        default = names[key].default_factory() if names[key].default_factory is not dataclasses.MISSING else None
-        kwargs[key] = from_dict(type(default), value) if dataclasses.is_dataclass(default) and isinstance(
-            value, dict) else value
-    return cls(**kwargs)
+JOBS = {"meta_train": MetaTrainJob, "generate": GenerateJob, "distill": DistillJob, "pipeline": PipelineJob}
 
 
 def build_job(cls: type[T], data: dict[str, Any], smoke: bool = False) -> T:
-    """The job ``data`` describes, on top of the smoke size when ``smoke``; unknown settings are an error."""
-    return from_dict(cls, _merge(dataclasses.asdict(cls.smoke()) if smoke else {}, data))
+    """The job ``data`` describes, laid over the smoke size when ``smoke``; unknown settings are an error."""
+    return from_dict(cls, merge(cls.smoke() if smoke else {}, data))
 
 
 def load_job(cls: type[T], path: str | os.PathLike | None, smoke: bool = False) -> T:
-    """The job in ``path`` (JSON or YAML), on top of the smoke size when ``smoke``; the defaults without a file."""
-    data: dict[str, Any] = {}
-    if path:
-        text = Path(path).read_text()
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a job config must be a mapping")
-    return build_job(cls, data, smoke)
+    """The job in ``path`` (JSON or YAML) over the smoke size when ``smoke``; the defaults without a file."""
+    return build_job(cls, read_config_file(str(path) if path else None), smoke)
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def storage_uri(explicit: str | None = None) -> str:
-    """The storage root: ``explicit``, else ``$L2O_STORAGE``, else ``~/.l2o/storage`` (absolute)."""
-    root = explicit or os.environ.get("L2O_STORAGE") or str(Path.home() / ".l2o" / "storage")
-    return root if "://" in root else str(Path(root).expanduser().resolve())
+__all__ = ["JOBS", "DistillJob", "GenerateJob", "MetaTrainJob", "PipelineJob", "build_job", "load_job",
+           "storage_uri", "to_dict"]

@@ -9,12 +9,14 @@ depend on how many actors there are or which one ran it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from typing import Any
 
 from cluster.config import GenerateJob, storage_uri
+from l2o.config import to_dict
+from l2o.distill.record import RecordConfig
+from l2o.tasks import TaskSpec
 
 
 def _filesystem(uri: str):
@@ -26,25 +28,16 @@ def _filesystem(uri: str):
 class RolloutWorker:
     """The actor body (wrapped by ``ray.remote`` in ``generate``): one L2O and one task, many seeds."""
 
-    def __init__(self, checkpoint: str, task: str | None, task_options: dict[str, Any], threads: int,
-                 device: str = "cpu"):
+    def __init__(self, checkpoint: str, task: TaskSpec | None, threads: int, device: str = "cpu"):
         import torch
 
         from l2o.learned import l2o_from_checkpoint, load_checkpoint
-        from l2o.tasks import make_task
 
         torch.set_num_threads(threads)
         doc = load_checkpoint(checkpoint)
-        options = dict(task_options)
-        if task is None:  # the task the checkpoint was trained on, with its options
-            from l2o.eval.optimizers import parse_value
-
-            task = doc["task"]["name"]
-            for item in doc["task"].get("options", []):
-                key, _, value = item.partition("=")
-                options.setdefault(key, parse_value(value))
+        spec = task or TaskSpec(**doc["task"])  # default: the task the checkpoint was trained on
         self.l2o = l2o_from_checkpoint(doc).to(device)
-        self.task = make_task(task, device=device, **options)
+        self.task = spec.build(device)
         self.checkpoint = checkpoint
         self._warm_up(device)
 
@@ -64,14 +57,15 @@ class RolloutWorker:
     def ready(self) -> bool:
         return True
 
-    def record_seed(self, seed: int, record: dict[str, Any], out: str) -> dict[str, Any]:
+    def record_seed(self, seed: int, config: RecordConfig, out: str) -> dict[str, Any]:
+        import dataclasses
+
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from l2o.distill.record import RecordConfig, record as record_rollouts
+        from l2o.distill.record import record as record_rollouts
 
-        cfg = RecordConfig(**{**record, "seeds": (seed,), "features": tuple(record.get("features") or
-                                                                           RecordConfig.features)})
+        cfg = dataclasses.replace(config, seeds=(seed,))
         t0 = time.perf_counter()
         ds = record_rollouts(self.l2o, self.task, cfg, source=self.checkpoint)
         fs, root = _filesystem(out)
@@ -88,27 +82,25 @@ def generate(job: GenerateJob, progress: bool = True) -> dict[str, Any]:
     from ray.util import ActorPool
     from tqdm.auto import tqdm
 
-    from l2o.distill.record import RecordConfig
-
     if not job.checkpoint:
         raise ValueError("generate needs checkpoint: an l2o checkpoint file")
-    record = {**dataclasses.asdict(RecordConfig()), **job.record}
-    seeds = [int(s) for s in record.pop("seeds")]
+    seeds = list(job.record.seeds)
     name = job.name or f"dataset-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     out = job.out or f"{storage_uri(job.storage)}/datasets/{name}"
+    place = job.actors
     resources = ray.cluster_resources()
-    unit = "GPU" if job.use_gpu else "CPU"
-    n = job.num_actors or max(1, int(resources.get(unit, 1) // 1))
+    unit = "GPU" if place.use_gpu else "CPU"
+    n = place.num_actors or max(1, int(resources.get(unit, 1) // 1))
     n = min(n, len(seeds))
-    actor_cls = ray.remote(num_cpus=0 if job.use_gpu else 1, num_gpus=1 if job.use_gpu else 0)(RolloutWorker)
-    actors = [actor_cls.remote(job.checkpoint, job.task, job.task_options, job.threads_per_actor,
-                               "cuda" if job.use_gpu else "cpu") for _ in range(n)]
+    actor_cls = ray.remote(num_cpus=0 if place.use_gpu else 1, num_gpus=1 if place.use_gpu else 0)(RolloutWorker)
+    actors = [actor_cls.remote(job.checkpoint, job.task, place.threads_per_actor,
+                               "cuda" if place.use_gpu else "cpu") for _ in range(n)]
     ray.get([a.ready.remote() for a in actors])  # load the checkpoint and data once per actor, before timing
     t0 = time.perf_counter()
     pool = ActorPool(actors)
     shards = []
     bar = tqdm(total=len(seeds), desc=f"generate ({n} actors)", unit="seed", disable=not progress)
-    for result in pool.map_unordered(lambda a, s: a.record_seed.remote(s, record, out), seeds):
+    for result in pool.map_unordered(lambda a, s: a.record_seed.remote(s, job.record, out), seeds):
         shards.append(result)
         bar.update(1)
     bar.close()
@@ -119,7 +111,7 @@ def generate(job: GenerateJob, progress: bool = True) -> dict[str, Any]:
     manifest = {**shards[0]["manifest"], "rows": sum(r["rows"] for r in shards),
                 "skipped_zero_gradient": sum(r["manifest"]["skipped_zero_gradient"] for r in shards),
                 "shards": [r["shard"] for r in shards], "actors": n, "generate_seconds": seconds}
-    manifest["config"] = {**manifest["config"], "seeds": seeds}
+    manifest["config"] = to_dict(job.record)
     fs, root = _filesystem(out)
     with fs.open_output_stream(f"{root}/manifest.json") as f:
         f.write(json.dumps(manifest, indent=1, default=str).encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 
 def job_args(p: argparse.ArgumentParser) -> None:
@@ -12,15 +13,33 @@ def job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=None, help="storage root, a path or URI (default: $L2O_STORAGE)")
 
 
-def job_from_args(cls: type, args: argparse.Namespace, **overrides):
-    """The job of ``--config``/``--smoke`` with ``--storage`` and every override that was given (not None)."""
-    from cluster.config import load_job
+def _given(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` without the values that were not given (None), recursively."""
+    out = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            value = _given(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
 
-    job = load_job(cls, args.config, smoke=args.smoke)
-    for key, value in {"storage": args.storage, **overrides}.items():
-        if value is not None:
-            setattr(job, key, value)
-    return job
+
+def job_from_args(cls: type, args: argparse.Namespace, overrides: dict[str, Any] | None = None,
+                  storage_key: tuple[str, ...] = ("storage",)):
+    """The job of ``--config``/``--smoke`` with ``--storage`` (at ``storage_key``) and every override given."""
+    from cluster.config import build_job
+    from l2o.config import merge, read_config_file
+
+    storage: dict[str, Any] = {}
+    if args.storage:
+        node = storage
+        for key in storage_key[:-1]:
+            node = node.setdefault(key, {})
+        node[storage_key[-1]] = args.storage
+    data = merge(merge(read_config_file(args.config), storage), _given(overrides or {}))
+    return build_job(cls, data, smoke=args.smoke)
 
 
 def connect(**kwargs):

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from cluster.config import MetaTrainJob, storage_uri
+from l2o.config import from_dict, to_dict
 
 CHECKPOINT_FILE = "checkpoint.pt"
 POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
@@ -63,29 +64,29 @@ def train_loop(config: dict[str, Any]) -> None:
     """The per-worker function of the ``TorchTrainer``."""
     import ray.train
 
-    from l2o.learned import CoordinateLSTM, lstm_config
-    from l2o.learned.checkpoint import load_checkpoint, restore_trainer, save_checkpoint
-    from l2o.meta import MetaTrainConfig, MetaTrainer
-    from l2o.tasks import make_task
+    from l2o.learned import CoordinateLSTM
+    from l2o.meta import MetaTrainer
+    from l2o.meta.checkpoint import load_checkpoint, restore_trainer, save_checkpoint
 
-    job = MetaTrainJob(**config)
+    job = from_dict(MetaTrainJob, config)
+    place = job.train
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(job.threads_per_worker)
-    device = ray.train.torch.get_device() if job.use_gpu else torch.device("cpu")
-    task = make_task(job.task, device=str(device), **job.task_options)
-    torch.manual_seed(job.seed)  # identical initial weights on every worker
-    l2o = CoordinateLSTM(lstm_config(job.model, **_tuples(job.l2o))).to(device)
-    meta = MetaTrainConfig(**{**_tuples(job.meta), "seed": job.seed})
-    own = dataclasses.replace(meta, seed=job.seed + 7919 * rank)  # rank 0 sees exactly a single run's data
+    torch.set_num_threads(place.threads_per_worker)
+    device = ray.train.torch.get_device() if place.use_gpu else torch.device("cpu")
+    task = job.task.build(str(device))
+    meta = job.meta
+    torch.manual_seed(meta.seed)  # identical initial weights on every worker
+    l2o = CoordinateLSTM(job.l2o).to(device)
+    own = dataclasses.replace(meta, seed=meta.seed + 7919 * rank)  # rank 0 sees exactly a single run's data
     trainer = MetaTrainer(l2o, task, own, sync=DistributedSync(device) if world > 1 else None)
-    task_spec = {"name": job.task, "options": [f"{k}={v}" for k, v in job.task_options.items()]}
+    task_spec = to_dict(job.task)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             restore_trainer(trainer, load_checkpoint(Path(folder) / CHECKPOINT_FILE))
     resumed_from = trainer.state.epoch  # 0 for a fresh start
-    gauges = _window_gauges(job, rank) if job.report_windows else None
+    gauges = _window_gauges(job, rank) if place.report_windows else None
     windows = {"done": 0}  # throughput bookkeeping: windows this worker ran since this (re)start
 
     def on_window(metrics: dict[str, Any]) -> None:
@@ -95,7 +96,7 @@ def train_loop(config: dict[str, Any]) -> None:
             gauges(metrics)
 
     trainer.on_window = on_window
-    deadline = time.monotonic() + job.max_minutes * 60 if job.max_minutes else None
+    deadline = time.monotonic() + meta.max_minutes * 60 if meta.max_minutes else None
 
     def on_epoch(record: dict[str, Any]) -> None:
         # windows per second over all workers, from the first epoch's last window (warm-up) to the latest
@@ -108,7 +109,7 @@ def train_loop(config: dict[str, Any]) -> None:
                    "windows_done": windows["done"], "workers": world, "windows_per_s": steady}
         last = trainer.state.done or trainer.state.epoch >= meta.epochs or (
             deadline is not None and time.monotonic() >= deadline)
-        if trainer.state.epoch % job.checkpoint_every and not last:
+        if trainer.state.epoch % place.checkpoint_every and not last:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
@@ -137,12 +138,8 @@ def _window_gauges(job: MetaTrainJob, rank: int):
     return on_window
 
 
-def _tuples(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-
-
 def run_name(job: MetaTrainJob) -> str:
-    return job.name or f"{job.model}-{job.task}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    return job.name or f"{job.l2o.model}-{job.task.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 
 def meta_train(job: MetaTrainJob):
@@ -151,19 +148,20 @@ def meta_train(job: MetaTrainJob):
     from ray.train.torch import TorchTrainer
 
     job = dataclasses.replace(job, name=run_name(job))
+    place = job.train
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config=dataclasses.asdict(job),
-        scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=job.use_gpu,
-                                     resources_per_worker={"CPU": job.cpus_per_worker}),
+        train_loop_config=to_dict(job),
+        scaling_config=ScalingConfig(num_workers=place.num_workers, use_gpu=place.use_gpu,
+                                     resources_per_worker={"CPU": place.cpus_per_worker}),
         run_config=RunConfig(name=job.name, storage_path=f"{storage_uri(job.storage)}/ray",
-                             failure_config=FailureConfig(max_failures=job.max_failures,
-                                                          controller_failure_limit=job.max_failures),
+                             failure_config=FailureConfig(max_failures=place.max_failures,
+                                                          controller_failure_limit=place.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=3)),
     )
     # Ray Train reads its poll interval from the driver's environment when fit() starts the controller.
     previous = os.environ.get(POLL_ENV)
-    os.environ[POLL_ENV] = str(job.controller_poll_s)
+    os.environ[POLL_ENV] = str(place.controller_poll_s)
     try:
         return trainer.fit()
     finally:

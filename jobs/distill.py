@@ -1,11 +1,12 @@
-"""Search symbolic-regression settings with Ray Tune over a recorded dataset; keep the best equation.
+"""Distil a recorded dataset on Ray: the searches as Tune trials, then constant fitting and selection.
 
     ray job submit --working-dir . -- python jobs/distill.py --dataset <folder> [--config <file>]
     ray job submit --working-dir . -- python jobs/distill.py --dataset <folder> --smoke
 
-The config holds the fields of ``cluster.config.DistillJob`` (the search space under ``search``: lists
-are sampled). Writes ``best.json`` (equation, R², LaTeX, the trial's config, and the update rule) and
-``trials.json``; the last line printed is one JSON object.
+The config holds the fields of ``cluster.config.DistillJob``: settings given as several values under
+``search`` are searched, one Tune trial per combination. Writes a run folder (``search/``, ``fit/``,
+``select/equations.json`` with the chosen rule and its update rule); the last line printed is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     job_args(p)
     p.add_argument("--dataset", default=None, help="dataset folder (overrides the config)")
-    p.add_argument("--out", default=None, help="output folder (default: next to the dataset)")
-    p.add_argument("--search-alg", default=None, choices=("optuna", "random"), help="override search_alg")
+    p.add_argument("--out", default=None, help="run folder (default: next to the dataset)")
     args = p.parse_args(argv)
-    job = job_from_args(DistillJob, args, dataset=args.dataset, out=args.out, search_alg=args.search_alg)
+    job = job_from_args(DistillJob, args, {"dataset": args.dataset, "out": args.out})
     connect()
-    from cluster.distill import distill
+    from cluster.pipeline import run_distill_job
 
-    best = distill(job)
-    print(f"best: {best['equation']}  (held-out R² {best['r2']:.4f}, complexity {best['complexity']})")
-    print(json.dumps({k: best[k] for k in ("out", "equation", "r2", "complexity", "trials")}))
+    report = run_distill_job(job)
+    chosen = report["stages"]["select"]
+    print(f"chosen: {chosen['equation']}  (held-out R² {chosen['r2']}, {chosen['complexity']} nodes)")
+    print(json.dumps({"run": report["run"], "trials": report["stages"]["search"]["searches"],
+                      **{k: chosen[k] for k in ("equation", "update_rule", "r2", "complexity", "by")}}, default=str))
     return 0
 
 

@@ -5,7 +5,7 @@
 
 The config holds the fields of ``cluster.config.GenerateJob``. Shards land in parallel under the output
 folder (default ``<storage>/datasets/<name>``), with one ``manifest.json``; ``jobs/distill.py --dataset``
-and ``l2o.distill.record.load_dataset`` read it. The last line printed is one JSON object (the manifest's summary).
+and ``l2o.distill.load_dataset`` read it. The last line printed is one JSON object (the manifest's summary).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--actors", type=int, default=None, help="actors (default: one per CPU, or GPU with use_gpu)")
     p.add_argument("--out", default=None, help="dataset folder or URI (default: <storage>/datasets/<name>)")
     args = p.parse_args(argv)
-    job = job_from_args(GenerateJob, args, checkpoint=args.checkpoint, num_actors=args.actors, out=args.out)
+    job = job_from_args(GenerateJob, args, {"checkpoint": args.checkpoint, "actors": {"num_actors": args.actors},
+                                            "out": args.out})
     connect()
     from cluster.generate import generate
 

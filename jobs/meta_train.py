@@ -24,10 +24,10 @@ from cluster.runtime import connect, job_args, job_from_args  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     job_args(p)
-    p.add_argument("--workers", type=int, default=None, help="override num_workers")
+    p.add_argument("--workers", type=int, default=None, help="override train.num_workers")
     p.add_argument("--name", default=None, help="run name under <storage>/ray")
     args = p.parse_args(argv)
-    job = job_from_args(MetaTrainJob, args, num_workers=args.workers, name=args.name)
+    job = job_from_args(MetaTrainJob, args, {"train": {"num_workers": args.workers}, "name": args.name})
     connect()
     from cluster.train import CHECKPOINT_FILE, meta_train
 

@@ -1,7 +1,11 @@
 """Test-wide settings: never touch the network, never write outside temporary folders."""
 
 import os
+import subprocess
+import sys
+import time
 
+import httpx
 import pytest
 
 # Ray in tests: loopback only, auth decided, no usage stats — set before anything imports ray, which
@@ -129,3 +133,36 @@ def _stop_head(temp_dir: str) -> None:
             proc.kill()
         except psutil.Error:
             pass
+
+
+class Service:
+    """``uvicorn services.api.main:app`` on 127.0.0.1 in its own process, as users start it."""
+
+    def __init__(self, env: dict[str, str], root):
+        self.env, self.root, self.proc = env, root, None
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Service":
+        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "services.api.main:app", "--host", "127.0.0.1",
+                                      "--port", str(self.port)], cwd=self.root, env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"service did not start: {self.proc.stderr.read()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120)
+
+

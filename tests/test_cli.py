@@ -46,7 +46,8 @@ def test_eval_defaults_to_the_storage_root(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--optimizer", "adamm"], "unknown optimizer"),
-    (["--task-opt", "hiddn=3"], "unknown option"),
+    (["--task-opt", "hiddn=3"], "unknown setting"),
+    (["--task-opt", "batch_size=lots"], "expected an integer"),
     (["--task", "cifar_half_cnn", "--offline"], "L2O_DATA"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):

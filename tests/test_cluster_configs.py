@@ -52,11 +52,15 @@ def test_job_configs_load_from_yaml_and_reject_unknown_settings(tmp_path):
         job = load_job(cls, ROOT / "configs" / f"{name}.yaml")
         assert isinstance(job, cls)
     pipeline = load_job(PipelineJob, ROOT / "configs" / "pipeline.yaml")
-    assert pipeline.meta_train.meta["curriculum"] == [100, 200, 500, 1000]
-    assert isinstance(pipeline.generate, GenerateJob) and isinstance(pipeline.distill, DistillJob)
+    assert pipeline.pipeline.meta_train.curriculum == (100, 200, 500, 1000)  # typed: a tuple of ints
+    assert len(pipeline.pipeline.search.points()) == 6  # 3 complexities × 2 populations: six Tune trials
     smoke = load_job(MetaTrainJob, None, smoke=True)
-    assert smoke.meta["epochs"] == 3
+    assert smoke.meta.epochs == 3 and smoke.task.options == {"batch_size": 32}
     bad = tmp_path / "bad.json"
-    bad.write_text('{"model": "rp", "epohcs": 3}')
-    with pytest.raises(ValueError, match="epohcs"):
-        load_job(MetaTrainJob, bad)
+    for text, where in (('{"meta": {"epohcs": 3}}', "epohcs"), ('{"meta": {"epochs": "many"}}', "MetaTrainJob.meta.epochs"),
+                        ('{"task": {"name": "mnist_mlp", "options": {"hiddn": 3}}}', "hiddn"),
+                        ('{"search": {"operators": [["add", "teleport"]]}}', "teleport")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=where):
+            load_job(DistillJob if "search" in text else MetaTrainJob, bad)
+    assert load_job(GenerateJob, None, smoke=True).record.seeds == (0, 1, 2, 3)

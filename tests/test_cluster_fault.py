@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from cluster.config import MetaTrainJob
+from cluster.config import MetaTrainJob, TrainPlacement
+from l2o.meta import MetaTrainConfig
+from l2o.tasks import TaskSpec
 
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
 
@@ -40,9 +42,10 @@ def test_lost_node_resumes_from_checkpoint_and_matches_an_undisturbed_run(three_
     from cluster.train import meta_train
 
     cluster, workers = three_node_cluster
-    job = MetaTrainJob(model="rp", task="quadratic", meta={"epochs": 10, "epoch_len": 100, "unroll": 20,
-                                                           "eval_every": 2, "eval_seeds": 1},
-                       num_workers=2, checkpoint_every=1, max_failures=2, controller_poll_s=0.2,  # short epochs
+    job = MetaTrainJob(task=TaskSpec("quadratic"),
+                       meta=MetaTrainConfig(epochs=10, epoch_len=100, unroll=20, eval_every=2, eval_seeds=1),
+                       train=TrainPlacement(num_workers=2, checkpoint_every=1, max_failures=2,
+                                            controller_poll_s=0.2),  # short epochs
                        storage=str(tmp_path / "a"), name="plain")
     plain = meta_train(job)
     assert plain.error is None and plain.metrics["resumed_from"] == 0

@@ -1,6 +1,5 @@
 """Ray jobs against a real Ray head on 127.0.0.1: submitted with ``ray job submit``, polled to the end."""
 
-import dataclasses
 import json
 import subprocess
 import time
@@ -91,7 +90,7 @@ def small_checkpoint(tmp_path):
     import torch
 
     from l2o.learned import CoordinateLSTM, lstm_config
-    from l2o.learned.checkpoint import save_checkpoint
+    from l2o.meta.checkpoint import save_checkpoint
     from l2o.meta import MetaTrainConfig, MetaTrainer
     from l2o.tasks import make_task
 
@@ -99,13 +98,14 @@ def small_checkpoint(tmp_path):
     task = make_task("mnist_mlp", batch_size=32)
     trainer = MetaTrainer(CoordinateLSTM(lstm_config("rp")), task, MetaTrainConfig(epochs=1, epoch_len=20))
     trainer.fit()
-    return save_checkpoint(tmp_path / "rp.pt", trainer, {"name": "mnist_mlp", "options": ["batch_size=32"]})
+    return save_checkpoint(tmp_path / "rp.pt", trainer, {"name": "mnist_mlp", "options": {"batch_size": 32}})
 
 
 def test_generate_gives_the_same_rows_whatever_the_actor_count(ray_head, small_checkpoint, tmp_path, monkeypatch):
     import ray
 
-    from cluster.config import GenerateJob
+    from cluster.config import GenerateJob, build_job
+    from l2o.config import replace
     from cluster.generate import generate
     from l2o.distill.record import load_dataset
 
@@ -114,9 +114,9 @@ def test_generate_gives_the_same_rows_whatever_the_actor_count(ray_head, small_c
             monkeypatch.setenv(key, value)
     ray.init(address=ray_head["address"])
     try:
-        job = dataclasses.replace(GenerateJob.smoke(), checkpoint=str(small_checkpoint))
-        one = generate(dataclasses.replace(job, num_actors=1, out=str(tmp_path / "one")), progress=False)
-        two = generate(dataclasses.replace(job, num_actors=2, out=str(tmp_path / "two")), progress=False)
+        job = build_job(GenerateJob, {"checkpoint": str(small_checkpoint)}, smoke=True)
+        one = generate(replace(job, actors={"num_actors": 1}, out=str(tmp_path / "one")), progress=False)
+        two = generate(replace(job, actors={"num_actors": 2}, out=str(tmp_path / "two")), progress=False)
     finally:
         ray.shutdown()
     assert (one["actors"], two["actors"]) == (1, 2) and one["rows"] == two["rows"] > 0
@@ -128,19 +128,21 @@ def test_generate_gives_the_same_rows_whatever_the_actor_count(ray_head, small_c
 
 def test_pipeline_smoke_job_writes_its_report_and_skips_done_stages(ray_head, tmp_path):
     job = submit(ray_head, "python", "jobs/pipeline.py", "--smoke", "--storage", str(tmp_path), "--run-id", "p1")
-    wait(ray_head, job, timeout=900)
-    run = tmp_path / "pipeline" / "p1"
+    logs = wait(ray_head, job, timeout=900)
+    run = tmp_path / "runs" / "p1"
     report = json.loads((run / "report.json").read_text())
-    assert set(report["stages"]) == {"meta_train", "generate", "distill", "fit", "meta_tune", "evaluate"}
-    assert not any(s["skipped"] for s in report["stages"].values())
-    assert report["stages"]["distill"]["trials"] == 2 and (run / "evaluate" / "curves.png").stat().st_size > 1000
+    stages = ("meta_train", "record", "search", "fit", "select", "meta_tune", "evaluate")
+    assert set(report["stages"]) == set(stages) and report["placement"] == "ray"
+    assert report["stages"]["search"]["searches"] == 2  # two Tune trials: max_complexity 8 and 12
+    assert report["stages"]["meta_train"]["workers"] == 2 and (run / "evaluate" / "curves.png").stat().st_size > 1000
     finals = report["stages"]["evaluate"]["final_loss"]
-    assert set(finals) == {"lstm", "distilled rule", "meta-tuned rule", "adam", "tuned adam"}
-    from l2o.distill import parse_equation
+    assert {"LSTM", "distilled rule", "adam(lr=0.001)", "sgd(lr=0.1)"} <= set(finals)
+    assert any(label.startswith("tuned adam") for label in finals)
+    from l2o.expr import parse_equation
 
-    parse_equation(report["equations"]["meta_tuned"]["equation"])
-    (run / "report.json").unlink()  # rerun: every stage but the evaluation is skipped
+    parse_equation(last_json(logs)["equation"])
+    for stage in ("meta_tune", "evaluate"):  # rerun: only the stages whose manifest is gone run again
+        (run / stage / "manifest.json").unlink()
     logs = wait(ray_head, submit(ray_head, "python", "jobs/pipeline.py", "--smoke", "--storage", str(tmp_path),
                                  "--run-id", "p1"))
-    assert last_json(logs)["skipped"] == ["meta_train", "generate", "distill", "fit",
-                                                                   "meta_tune"]
+    assert last_json(logs)["skipped"] == ["meta_train", "record", "search", "fit", "select"]

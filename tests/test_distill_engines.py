@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from l2o.distill import Equation
-from l2o.distill.engines import ENGINES, holdout_split, make_engine, predict, r2_score
+from l2o.expr import Equation
+from l2o.distill.engines import ENGINES, holdout_split, make_engine, r2_score
+from l2o.expr import predict
 from l2o.distill.fit import fit_constants
 
 NAMES = ["g_0", "g_1", "g_2"]
@@ -72,7 +73,7 @@ def test_selection_by_accuracy_takes_the_simplest_good_equation():
 
 
 def test_selection_passes_over_an_equation_that_blows_up_on_unseen_rows():
-    from l2o.distill import Equation
+    from l2o.expr import Equation
 
     x = sp.Symbol("g_0", real=True)
     plain = Equation(-0.5 * x, loss=1e-2, meta={"validation_r2": 0.90})

@@ -5,8 +5,7 @@ import pytest
 import sympy as sp
 import torch
 
-from l2o.distill import Equation, EquationError, parse_equation
-from l2o.optim.sympy_torch import TORCH_OPS, TorchExpression
+from l2o.expr import TORCH_OPS, Equation, EquationError, TorchExpression, parse_equation
 
 
 @pytest.mark.parametrize("text", [

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from l2o.distill import parse_equation
-from l2o.distill.engines import predict, r2_score
-from l2o.distill.record import RecordConfig, feature_columns, load_dataset, record, save_dataset
+from l2o.expr import parse_equation
+from l2o.distill.engines import r2_score
+from l2o.expr import predict
+from l2o.distill.record import RecordConfig, load_dataset, record, save_dataset
+from l2o.features import feature_columns
 from l2o.learned import CoordinateLSTM, lstm_config
 from l2o.tasks import make_task
 
@@ -24,8 +26,9 @@ def test_rows_columns_and_targets():
     l2o, ds = _data()
     cfg = ds.manifest["config"]
     assert ds.manifest["rows"] + ds.manifest["skipped_zero_gradient"] == 2 * 6 * 3 * 4
-    assert list(ds.frame.columns[:2]) == ["mt_0", "mt_1"] and "g_ema99_4" in ds.frame.columns
-    assert ds.manifest["feature_columns"] == feature_columns(cfg["features"], 5)
+    assert list(ds.frame.columns[:2]) == ["mt_0", "gt_0"] and "g_ema99_4" in ds.frame.columns  # lag-major
+    assert ds.manifest["feature_columns"] == feature_columns(cfg["features"], range(5))
+    assert ds.manifest["update_of_raw"] == "0.01*tanh(raw)"
     np.testing.assert_allclose(ds.frame["update"], 0.01 * np.tanh(ds.frame["raw"]), rtol=1e-5, atol=1e-9)
     assert (ds.frame["g_0"] != 0).all()  # zero-gradient windows were skipped
     # Lag k of a row holds the features k steps before its step: the step feature counts steps (t/1000).
@@ -54,6 +57,7 @@ def test_parquet_round_trip(tmp_path):
 
 def test_distill_cli_end_to_end(tmp_path, capsys):
     from l2o.cli import main
+    from l2o.pipeline.distill import update_rule
 
     ckpt = tmp_path / "rp.pt"
     assert main(["meta-train", "--task", "mnist_mlp", "--task-opt", "batch_size=32", "--epochs", "1",
@@ -61,35 +65,33 @@ def test_distill_cli_end_to_end(tmp_path, capsys):
                  "--no-progress"]) == 0
     capsys.readouterr()
     out = tmp_path / "distilled"
-    assert main(["distill", str(ckpt), "--task-opt", "batch_size=32", "--steps", "60", "--seeds", "1",
-                 "--test-seeds", "1", "--coords", "4", "--windows", "6", "--generations", "10",
-                 "--population", "100", "--time-limit", "10", "--selection", "accuracy",
-                 "--r2-threshold", "0.5", "--threads", "1", "--search-seed", "3",
+    assert main(["distill", str(ckpt), "--record.steps", "60", "--record.seeds", "0", "--record.test-seeds", "1",
+                 "--record.coords-per-tensor", "4", "--record.windows-per-coord", "6", "--search.generations", "10",
+                 "--search.population", "100", "--select.by", "r2", "--select.rule", "accuracy",
+                 "--select.r2-threshold", "0.5", "--threads", "1", "--search.seed", "3",
                  "--out", str(out), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["engine"] == "operon" and summary["engine_settings"]["seed"] == 3
-    assert summary["columns"][:2] == ["mt_0", "gt_0"] and summary["r2_fitted"] >= summary["r2_search"] - 1e-9
+    assert summary["by"] == "r2" and summary["run"] == str(out)
+    candidates = json.loads((out / "fit" / "candidates.json").read_text())
+    cols = candidates["columns"]
+    assert cols[:2] == ["mt_0", "gt_0"] and {"mt_ema98_0", "step_0"} <= set(cols)  # the LSTM's memory is offered
+    chosen = json.loads((out / "select" / "equations.json").read_text())
+    assert chosen["chosen"]["equation"] == summary["equation"]
+    assert all(c["r2"] >= c["r2_search"] - 1e-9 for c in candidates["candidates"])  # fitting never makes it worse
     # scored on a rollout the search never saw: recomputed here from the test dataset it wrote
-    test = load_dataset(out / "test_dataset")
-    assert summary["test_seeds"] == [1] and set(test.frame["seed"]) == {1}
-    Xt, yt, cols = test.xy("raw", summary["columns"])
+    test = load_dataset(out / "record" / "test")
+    assert set(test.frame["seed"]) == {1}
+    Xt, yt, _ = test.xy("raw", cols)
     expr = parse_equation(summary["equation"], variables=cols)
     assert summary["r2_new_rollouts"] == pytest.approx(r2_score(yt, predict(expr, Xt, cols)), abs=1e-9)
-    assert {"mt_ema98_0", "step_0"} <= set(summary["columns"])  # the LSTM's long memory is offered by default
-    for f in ("dataset/data.parquet", "dataset/manifest.json", "test_dataset/data.parquet", "equations.json",
-              "report.json", "response.png"):
+    assert parse_equation(summary["update_rule"]) == update_rule(expr, "0.01*tanh(raw)")  # the squash of the RP
+    for f in ("record/search/data.parquet", "record/search/manifest.json", "search/front.json",
+              "select/response.png", "report.json"):
         assert (out / f).stat().st_size > 0
-    chosen = json.loads((out / "equations.json").read_text())["chosen"]
-    from l2o.distill import Equation
-
-    assert Equation.from_dict(chosen).text == chosen["equation"]
 
 
-def test_distill_refuses_test_seeds_it_searches_on(tmp_path):
-    from l2o.distill.pipeline import distill
+def test_distill_refuses_test_seeds_it_searches_on():
+    from l2o.pipeline import RecordStage
 
-    l2o = CoordinateLSTM(lstm_config("rp"))
     with pytest.raises(ValueError, match=r"test_seeds \[1\] are also searched on"):
-        distill(l2o, make_task("mnist_mlp", batch_size=32), tmp_path, RecordConfig(steps=40, seeds=(0, 1)),
-                test_seeds=(1, 2))
-    assert not any(tmp_path.iterdir())  # refused before recording anything
+        RecordStage(steps=40, seeds=(0, 1), test_seeds=(1, 2))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from l2o.distill import Equation, parse_equation
+from l2o.expr import Equation, parse_equation
 from l2o.eval import rollout
 from l2o.eval.large import LargeRunConfig, load_data, train
 from l2o.eval.optimizers import OptimizerSpec

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from l2o.learned import CoordinateLSTM, lstm_config
-from l2o.learned.checkpoint import load_checkpoint, restore_trainer, save_checkpoint
+from l2o.meta.checkpoint import load_checkpoint, restore_trainer, save_checkpoint
 from l2o.meta import BadWindowsError, MetaTrainConfig, MetaTrainer, rollout_l2o
 from l2o.meta.flat import FlatParams
 from l2o.meta.trainer import _seed

@@ -8,10 +8,10 @@ import sympy as sp
 import torch
 
 from l2o.cli import main
-from l2o.distill import parse_equation
+from l2o.expr import parse_equation
 from l2o.meta import MetaTrainConfig, MetaTrainer
 from l2o.optim import SymbolicOptimizer, SymbolicRule
-from l2o.optim.symbolic import psi_rule
+from l2o.optim.tune import psi_rule
 from l2o.tasks import make_task
 
 
@@ -90,6 +90,7 @@ def test_meta_tune_decay_learns_a_step_schedule(tmp_path):
     assert rate < 0 and rate != -1.5  # exp(-k*step_0), k learned from 1.5
     assert doc["meta"]["decay_init"] == 1.5 and doc["meta"]["undecayed"] == "-0.005*mt_0"
     assert main(["meta-tune", "--equation=-0.005*mt_0", "--decay", "0", "--no-progress"]) != 0
+    assert main(["meta-tune", "--equation=-0.005*mt_0", "--epochs", "many", "--no-progress"]) != 0
 
 
 def test_meta_tune_and_export_reject_bad_input(tmp_path, capsys):

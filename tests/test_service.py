@@ -9,45 +9,15 @@ import subprocess
 import sys
 import time
 
-import httpx
 import numpy as np
 import pytest
 import torch
 
-from conftest import free_port
+from conftest import Service
 
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class Service:
-    def __init__(self, env: dict[str, str], root):
-        self.env, self.root, self.proc = env, root, None
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "Service":
-        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "services.api.main:app", "--host", "127.0.0.1",
-                                      "--port", str(self.port)], cwd=self.root, env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"service did not start: {self.proc.stderr.read()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +80,8 @@ def test_distill_upload_returns_the_rule_and_its_optimizer_steps(service, tmp_pa
                          "source_model": "handmade", "task": "synthetic"})
         assert r.status_code == 200, r.text
         eq = r.json()["equation"]
-        from l2o.distill import parse_equation
-        from l2o.distill.engines import predict
+        from l2o.expr import parse_equation
+        from l2o.expr import predict
 
         expr = parse_equation(eq["text"])
         Xt, yt, _ = _rule_dataset(200, seed=1)

@@ -1,4 +1,9 @@
-"""SymbolicOptimizer: every implementation equals a slow sympy reference in float64; state and export."""
+"""SymbolicOptimizer: every implementation equals a slow sympy reference in float64; state and export.
+
+The reference reads the feature registry's maths with ``sympy.lambdify`` on whole histories (every
+moment, every step kept), independent of the step program and its ring buffers; a feature made up here
+takes one registry entry and passes the same comparisons on every path.
+"""
 
 import copy
 import importlib.util
@@ -8,10 +13,10 @@ import pytest
 import sympy as sp
 import torch
 
-from l2o.distill import parse_equation
-from l2o.learned.features import FeatureExtractor
+from l2o.expr import parse_equation
+from l2o.features import FEATURES, MOMENTS, Feature, RulePlan, ema, parse_variable, registered
+from l2o.features import registry as reg
 from l2o.optim import SymbolicOptimizer
-from l2o.optim.rule import RulePlan, parse_variable
 from l2o.optim.symbolic import IMPLS
 
 SHAPES = [(5, 3), (7,), (2, 2, 2), (1,)]
@@ -34,26 +39,43 @@ def _grad(p: torch.Tensor, k: int) -> torch.Tensor:
     return g
 
 
+def _registry_step(g: np.ndarray, moments: dict, t: int, beta: float = 0.95, eps: float = 1e-8) -> dict:
+    """Every registered moment after step t and every feature's value, by lambdify of the registry."""
+    scalars = {reg.g: g, reg.t: t, reg.c: 1 - beta ** t, reg.BETA: beta, reg.EPS: eps}
+    new: dict[str, np.ndarray] = {}
+    while len(new) < len(MOMENTS):  # in dependency order
+        for name, m in MOMENTS.items():
+            if name not in new and all(d in new for d in m.needs):
+                inputs = {**scalars, **{reg.s(d): new[d] for d in m.needs}}
+                value = sp.lambdify(list(inputs), m.input, "numpy")(*inputs.values())
+                decay = beta if m.decay == reg.BETA else float(m.decay)
+                new[name] = decay * moments[name] + (1 - decay) * value
+    values = {}
+    for name, f in FEATURES.items():
+        inputs = {**scalars, **{reg.s(d): new[d] for d in f.needs}}
+        values[name] = np.broadcast_to(sp.lambdify(list(inputs), f.value, "numpy")(*inputs.values()), g.shape)
+    return new, values
+
+
 def reference(rule: str, steps: int, lr: float = 1.0) -> torch.Tensor:
-    """Each tensor: FeatureExtractor on its gradient, full history kept, the rule by sympy's lambdify."""
+    """Each tensor: the registry's maths on its gradient, full history kept, the rule by lambdify."""
     expr = parse_equation(rule)
     names = sorted(str(s) for s in expr.free_symbols)
-    feats = sorted({parse_variable(n)[0] for n in names})
     fn = sp.lambdify([sp.Symbol(n) for n in names], expr, "numpy")
     torch.manual_seed(0)
     params = [torch.randn(s, dtype=torch.float64) for s in SHAPES]
-    extractors = [FeatureExtractor(tuple(feats)) for _ in params]
-    states = [fx.init(p.reshape(-1)) for fx, p in zip(extractors, params)]
+    moments = [{m: np.zeros(p.numel()) for m in MOMENTS} for p in params]
     history = [[] for _ in params]
     for k in range(steps):
         for i, p in enumerate(params):
-            x, states[i] = extractors[i].update(_grad(p, k).reshape(-1), states[i])
-            history[i].append(x.numpy())
+            with np.errstate(all="ignore"):
+                moments[i], values = _registry_step(_grad(p, k).reshape(-1).numpy(), moments[i], k + 1)
+            history[i].append(values)
             args = []
             for n in names:
                 f, lag = parse_variable(n)
                 t = len(history[i]) - lag
-                args.append(history[i][t - 1][feats.index(f)] if t >= 1 else np.zeros(p.numel()))
+                args.append(history[i][t - 1][f] if t >= 1 else np.zeros(p.numel()))
             with np.errstate(all="ignore"):
                 update = np.broadcast_to(fn(*args), (p.numel(),))
             p += lr * torch.from_numpy(np.array(update)).view_as(p)
@@ -77,6 +99,31 @@ def test_every_path_equals_sympy_reference_float64(rule, impl):
     got = run(RULES[rule], impl, steps=7, lr=0.5)
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
     assert not torch.equal(ref, reference(RULES[rule], steps=6, lr=0.5))  # the steps moved the parameters
+
+
+# A feature made up for the test: the bias-corrected EMA of g³ over its mean |g|, with a moment of its own.
+CUBED = Feature("g3_test", (reg.s("g3m_test") / reg.c) / (sp.sqrt(reg.s("v") / reg.c) ** 3 + reg.EPS),
+                "EMA of g^3 normalised by sqrt(v_hat)^3", (ema("g3m_test", sp.Rational(4, 5), reg.g ** 3),))
+CUBED_RULE = "-0.01*tanh(g3_test_0) + 0.004*g3_test_1 - 0.002*g3_test_3 + 0.001*mt_0"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_made_up_feature_takes_one_entry_on_every_path(impl, tmp_path):
+    with registered(CUBED):
+        ref = reference(CUBED_RULE, steps=7, lr=0.5)
+        got = run(CUBED_RULE, impl, steps=7, lr=0.5)
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+        plan = RulePlan.of(parse_equation(CUBED_RULE))
+        assert plan.state_keys == ("m", "v", "g3m_test", "hist_g3_test")  # lag 1 is free, lags 2-3 buffered
+        from l2o.features import FeatureExtractor
+
+        g = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
+        rows, _ = FeatureExtractor(("g3_test", "mt")).update(g, FeatureExtractor(("g3_test", "mt")).init(g))
+        by_hand = (0.2 * g ** 3 / 0.05) / ((0.05 * g ** 2 / 0.05).sqrt() ** 3 + 1e-8)  # t = 1: c = 1 - 0.95
+        torch.testing.assert_close(rows[0], by_hand, rtol=1e-12, atol=0)
+        if impl == "single":  # the exported file too
+            _check_export(CUBED_RULE, tmp_path)
+    assert "g3_test" not in FEATURES and "g3m_test" not in MOMENTS
 
 
 def test_native_path_is_really_native():
@@ -152,10 +199,14 @@ def test_param_groups_closure_and_errors():
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_exported_file_matches_step_for_step(rule, tmp_path):
-    from l2o.distill import Equation
+    _check_export(RULES[rule], tmp_path)
+
+
+def _check_export(rule: str, tmp_path):
+    from l2o.expr import Equation
     from l2o.optim.export import export_optimizer
 
-    eq = Equation(parse_equation(RULES[rule]), r2=0.97, meta={"source": "test"})
+    eq = Equation(parse_equation(rule), r2=0.97, meta={"source": "test"})
     path = tmp_path / "my_rule.py"
     path.write_text(export_optimizer(eq, name="MyRule"))
     source = path.read_text()

@@ -72,7 +72,7 @@ def test_quadratic_splits_draw_different_problems():
 def test_bad_task_options_are_rejected():
     with pytest.raises(ValueError, match="unknown task"):
         make_task("mnist_transformer")
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="unknown setting"):
         make_task("mnist_mlp", hiddn=(3,))
     with pytest.raises(ValueError, match="unknown architecture"):
         make_task("mnist_mlp", arch="vgg")

@@ -1,41 +1,102 @@
-"""Symbolic-regression engines behind one sklearn-shaped interface.
+"""Symbolic-regression engines behind one sklearn-shaped interface, and the one set of search settings.
 
     engine = make_engine("operon", max_complexity=30, generations=200)
     engine.fit(X, y, feature_names)        # returns the engine
     engine.pareto_front_                   # [Equation], simplest first, each with held-out R²
-    engine.best_                           # the chosen Equation
+    engine.best_                           # the chosen Equation (``l2o.distill.select.choose_by_r2``)
+    engine.predict(X), engine.score(X, y)  # the chosen equation's predictions and R²
 
 Engines: ``operon`` (pyoperon, the default: embedded, offline), ``gplearn``, ``pysr`` (PySRRegressor,
 imported lazily; it needs Julia and SymbolicRegression.jl). Every engine draws from one operator set,
 ``OPERATORS``, keeping what it supports. A fraction ``holdout`` of the rows (seeded) is held out for R²,
 and a fraction ``validation`` of the rest is kept from the search to choose the equation: an equation
 can fit every row it was searched on and blow up on a new one (sinh of an input beyond those seen).
-The best equation is chosen PySR-style by ``selection="score"`` — the largest drop in log-loss per unit
-of complexity, among equations whose validation loss is within 1.5× of the lowest — or by
-``selection="accuracy"``: the simplest equation whose validation R² reaches ``r2_threshold``. Engines
+The best equation is chosen by the rule of ``l2o.distill.select`` on those validation rows. Engines
 stop early when a fit is exact.
+
+``SearchConfig`` holds the search settings every caller uses (the CLI, the Ray pipeline's Tune trials,
+the REST service); its defaults are the engines' defaults, sized to finish in minutes on a distillation
+dataset (12,000 rows × 18 columns: about 2 minutes on one core) and budgeted by generations, not by time,
+so that one seed gives one result. Settings given as several values (``max_complexity=(10, 20)``) are
+searched: every combination is one search (a Tune trial on Ray), and their fronts are pooled.
 """
 
 from __future__ import annotations
 
 import abc
+import itertools
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import sympy as sp
-import torch
 
-from l2o.distill.equation import Equation
-from l2o.distill.parse import EquationError, parse_equation
-from l2o.optim.sympy_torch import TorchExpression
+from l2o.config import option
+from l2o.expr import Equation, EquationError, parse_equation, predict
 
 OPERATORS = ("add", "sub", "mul", "div", "tanh", "asinh", "sinh", "exp", "sign", "abs", "square", "cube",
              "log", "sqrt", "pow")
 DEFAULT_OPERATORS = ("add", "sub", "mul", "div", "tanh", "exp", "abs", "square", "sqrt")
 ENGINES = ("operon", "gplearn", "pysr")
+SEARCHED = ("operators", "max_complexity", "population", "generations")  # the settings that take several values
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    engine: str = option("operon", f"symbolic-regression engine: one of {', '.join(ENGINES)}")
+    operators: tuple[tuple[str, ...], ...] = option((DEFAULT_OPERATORS,),
+                                                    f"operator set, comma-separated from {','.join(OPERATORS)}; "
+                                                    "several sets, separated by ';', are searched")
+    max_complexity: tuple[int, ...] = option((20,), "largest equation in nodes; several values are searched")
+    population: tuple[int, ...] = option((500,), "population of the search; several values are searched")
+    generations: tuple[int, ...] = option((100,), "generations of the search; several values are searched")
+    time_limit: float | None = option(None, "seconds per search at most; unset: the generations alone bound it")
+    holdout: float = option(0.2, "fraction of rows held out for R² (never searched nor fitted on)")
+    validation: float = option(0.15, "fraction of the other rows kept from the search to choose on")
+    seed: int = option(0, "seed of the search and of which rows it holds out")
+    threads: int = option(0, "threads of each search; 0: torch's thread count (the result does not depend on it)")
+    features: tuple[str, ...] | None = option(None, "input features; unset: what the source model reads and the "
+                                                    "memory an LSTM keeps (l2o.distill.pipeline.default_features)")
+    max_lag: int = option(2, "lags 0..max_lag of each feature")
+    columns: tuple[str, ...] | None = option(None, "explicit input columns, instead of features × lags (a table "
+                                                   "that is not a recording)")
+    target: str = option("raw", "raw (the network's output before squashing) or update (the step taken)")
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
+        for name in SEARCHED:
+            if not getattr(self, name):
+                raise ValueError(f"{name} needs at least one value")
+        for ops in self.operators:
+            unknown = [o for o in ops if o not in OPERATORS]
+            if unknown:
+                raise ValueError(f"unknown operator(s) {unknown}; expected among {OPERATORS}")
+        if min(self.max_complexity) < 1 or min(self.population) < 2 or min(self.generations) < 1:
+            raise ValueError("max_complexity, population (>= 2) and generations must be positive")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError("time_limit must be positive (or unset)")
+        if self.target not in ("raw", "update"):
+            raise ValueError(f"target must be raw or update, got {self.target!r}")
+        if not 0 <= self.max_lag < 100 or self.threads < 0:
+            raise ValueError("max_lag must be in [0, 100), threads >= 0")
+
+    def points(self, threads: int | None = None) -> list[dict[str, Any]]:
+        """The keyword arguments of ``make_engine`` for every combination of the searched settings."""
+        import torch
+
+        fixed = {"time_limit": self.time_limit, "holdout": self.holdout, "validation": self.validation,
+                 "seed": self.seed, "threads": threads or self.threads or torch.get_num_threads()}
+        return [{**fixed, "operators": tuple(ops), "max_complexity": mc, "population": pop,
+                 "generations": gens}
+                for ops, mc, pop, gens in itertools.product(self.operators, self.max_complexity, self.population,
+                                                            self.generations)]
+
+
+_D = SearchConfig()
 
 
 def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
@@ -54,12 +115,11 @@ def holdout_split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.nda
     return order[:n_hold], order[n_hold:]
 
 
-def predict(expr: sp.Expr, X: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
-    """``expr`` on the rows of ``X`` in float64, through the one sympy→torch table."""
-    cols = {name: torch.from_numpy(np.require(X[:, i], np.float64, ["C", "W"]))  # copies read-only columns
-            for i, name in enumerate(feature_names)}
-    with torch.no_grad():
-        return TorchExpression(expr)(cols).numpy()
+def search_split(n: int, holdout: float, validation: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(held-out, validation, search) rows: the validation rows are a fraction of those not held out."""
+    hold, rest = holdout_split(n, holdout, seed)
+    n_val = max(2, int(round(validation * len(rest))))
+    return hold, rest[:n_val], rest[n_val:]
 
 
 class Engine(abc.ABC):
@@ -68,10 +128,11 @@ class Engine(abc.ABC):
     name = "engine"
     supported: frozenset[str] = frozenset(OPERATORS)
 
-    def __init__(self, operators: Sequence[str] = DEFAULT_OPERATORS, max_complexity: int = 30,
-                 population: int = 500, generations: int = 200, time_limit: float | None = None,
-                 holdout: float = 0.2, validation: float = 0.15, selection: str = "score",
-                 r2_threshold: float = 0.99, seed: int = 0, threads: int = 1, **engine_options: Any):
+    def __init__(self, operators: Sequence[str] = DEFAULT_OPERATORS, max_complexity: int = _D.max_complexity[0],
+                 population: int = _D.population[0], generations: int = _D.generations[0],
+                 time_limit: float | None = _D.time_limit, holdout: float = _D.holdout,
+                 validation: float = _D.validation, selection: str = "score", r2_threshold: float = 0.99,
+                 seed: int = _D.seed, threads: int = 1, **engine_options: Any):
         unknown = [o for o in operators if o not in OPERATORS]
         if unknown:
             raise ValueError(f"unknown operator(s) {unknown}; expected among {OPERATORS}")
@@ -100,9 +161,8 @@ class Engine(abc.ABC):
             raise ValueError(f"X {X.shape}, y {y.shape} and {len(names)} feature names do not agree")
         if X.shape[0] < 10 or not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise ValueError("need at least 10 rows, all finite")
-        hold, rest = holdout_split(len(y), self.holdout, self.seed)
-        n_val = max(2, int(round(self.validation * len(rest))))
-        val, train = rest[:n_val], rest[n_val:]
+        self.feature_names_in_ = names
+        hold, val, train = search_split(len(y), self.holdout, self.validation, self.seed)
         t0 = time.perf_counter()
         candidates = self._search(X[train], y[train], names)
         self.seconds_ = time.perf_counter() - t0
@@ -124,24 +184,17 @@ class Engine(abc.ABC):
         return self
 
     def _choose(self, front: list[Equation]) -> Equation:
-        # validation loss relative to the validation rows' variance: 1 − R² (infinite where it blew up)
-        loss = {id(e): 1.0 - e.meta["validation_r2"] if e.meta["validation_r2"] is not None else math.inf
-                for e in front}
-        if self.selection == "accuracy":
-            good = [e for e in front if loss[id(e)] <= 1.0 - self.r2_threshold]
-            return good[0] if good else min(front, key=lambda e: loss[id(e)])
-        best_loss = min(loss.values())
-        if len(front) == 1 or not math.isfinite(best_loss):
-            return front[0]
-        eligible = [e for e in front if loss[id(e)] <= 1.5 * best_loss + 1e-300]
-        scores, prev = {}, None
-        for e in front:  # PySR's score: −Δ log(loss) / Δ complexity against the next-simpler equation
-            if prev is not None and e.complexity > prev.complexity:
-                scores[id(e)] = -(math.log(max(loss[id(e)], 1e-300)) - math.log(max(loss[id(prev)], 1e-300))) / (
-                    e.complexity - prev.complexity)
-            prev = e
-        pool = [e for e in eligible if id(e) in scores] or eligible
-        return max(pool, key=lambda e: scores.get(id(e), -math.inf))
+        from l2o.distill.select import choose_by_r2
+
+        return choose_by_r2(front, self.selection, self.r2_threshold)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The chosen equation on the rows of ``X`` (columns in the order ``fit`` was given)."""
+        return predict(self.best_.expr, np.asarray(X, dtype=np.float64), self.feature_names_in_)
+
+    def score(self, X: np.ndarray, y: np.ndarray) -> float:
+        """R² of the chosen equation on (X, y)."""
+        return r2_score(np.asarray(y, dtype=np.float64).reshape(-1), self.predict(X))
 
     @abc.abstractmethod
     def _search(self, X: np.ndarray, y: np.ndarray, names: list[str]) -> list[sp.Expr]:

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from l2o.distill.engines import holdout_split, predict, r2_score
-from l2o.distill.equation import Equation
-from l2o.optim.sympy_torch import TorchExpression
+from l2o.distill.engines import holdout_split, r2_score
+from l2o.expr import Equation, TorchExpression, predict
 
 
 @dataclass(frozen=True)

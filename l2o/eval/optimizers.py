@@ -84,7 +84,7 @@ class OptimizerSpec:
             return LSTMOptimizer, dict(self.kwargs)
         if self.name == "symbolic":
             from l2o.optim import SymbolicOptimizer
-            from l2o.optim.symbolic import load_equation
+            from l2o.optim.tune import load_equation
 
             if "equation" not in self.kwargs:
                 raise ValueError("the symbolic optimizer needs equation=FILE (an Equation JSON or equations.json)")
@@ -107,7 +107,17 @@ class OptimizerSpec:
 
     @property
     def label(self) -> str:
+        """A short name for tables and legends: a rule goes by its file, or its size; ``equation`` has it."""
         _, kwargs = self.resolve()
-        kwargs = {k: getattr(v, "text", v) for k, v in kwargs.items()}  # an Equation shows as its text
+        if "equation" in self.kwargs:
+            given = str(self.kwargs["equation"])
+            kwargs["equation"] = given if given.endswith(".json") else f"{kwargs['equation'].complexity}-node rule"
         settings = ",".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
         return f"{self.name}({settings})"
+
+    @property
+    def equation(self) -> str | None:
+        """The rule of a symbolic optimizer as text (printed once, under a table), else None."""
+        if self.name != "symbolic":
+            return None
+        return self.resolve()[1]["equation"].text

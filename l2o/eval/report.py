@@ -68,11 +68,15 @@ def plot_curves(curves: Sequence[Curves], path: Path, title: str = "", log_y: bo
     return path
 
 
-def format_table(curves: Sequence[Curves]) -> str:
+def format_table(curves: Sequence[Curves], equations: dict[str, str] | None = None) -> str:
+    """Final loss per optimizer, one row each by its short label; ``equations`` (label → rule) are
+    printed once, under the table."""
     rows = [c.summary() for c in curves]
     width = max(len(r["label"]) for r in rows)
     lines = [f"{'optimizer':<{width}}  {'final loss (mean ± std)':>24}  {'diverged':>8}  {'seconds':>8}"]
     for r in rows:
         final = "diverged" if r["final_mean"] is None else f"{r['final_mean']:.4g} ± {r['final_std']:.2g}"
         lines.append(f"{r['label']:<{width}}  {final:>24}  {r['diverged']:>8}  {r['seconds']:>8.1f}")
+    for label, text in (equations or {}).items():
+        lines.append(f"{label}: {text}")
     return "\n".join(lines)

@@ -24,8 +24,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from l2o.features import FeatureExtractor, FeatureState
 from l2o.learned.cell import elu_linear, lstm_cell
-from l2o.learned.features import FeatureExtractor, FeatureState, log_and_sign
+from l2o.config import from_dict, option
 from l2o.meta.interface import LearnedOptimizer
 
 MODELS = ("dm", "rp", "rp_si")
@@ -46,36 +47,53 @@ def step_in_chunks(step, g: torch.Tensor, states: list, size: int) -> torch.Tens
     return out
 
 
+def log_and_sign(g: torch.Tensor, k: float = 5.0) -> torch.Tensor:
+    """DM's preprocessing (Andrychowicz et al. 2016): rows clamp(log|g|/k, min=−1) and clamp(g·eᵏ, −1, 1).
+
+    Returns (2, *g.shape). log|0| = −inf is clamped to −1, so every input gives finite features.
+    """
+    log = torch.log(g.abs()).div(k).clamp(min=-1.0)
+    return torch.stack([log, (g * math.exp(k)).clamp(-1.0, 1.0)])
+
+
+_PRESETS = {  # the fields each model sets where the config leaves them None
+    "dm": dict(features=("g",), preprocess="log_and_sign", tanh=False),
+    "rp": dict(features=("mt", "gt"), preprocess="elu_linear", tanh=True),
+    "rp_si": dict(features=("mt", "gt", "m_p3"), preprocess="elu_linear", tanh=True),
+}
+
+
 @dataclass(frozen=True)
 class LSTMConfig:
-    model: str = "rp"  # dm | rp | rp_si (sets the defaults below through ``lstm_config``)
-    features: tuple[str, ...] = ("mt", "gt")  # inputs (l2o.learned.features.FEATURES); DM uses ("g",)
-    preprocess: str = "elu_linear"  # "elu_linear" (RP) or "log_and_sign" (DM)
-    pre_hidden: int = 20  # width of the ELU pre-layer (RP)
-    hidden: tuple[int, ...] = (20, 20)  # LSTM stack widths
-    output_scale: float = 0.01  # update = output_scale · (tanh(s · out) or out)
-    tanh: bool = True  # squash the output (RP) or not (DM)
-    learned_scale: bool = False  # learn s in tanh(s · out), initialised at 1
-    beta: float = 0.95  # RNNprop's moment decay
-    eps: float = 1e-8  # denominators
-    log_sign_k: float = 5.0  # DM's LogAndSign k
+    model: str = option("rp", "learned optimizer: dm, rp or rp_si (it sets the fields left unset)")
+    features: tuple[str, ...] | None = option(
+        None, "input features (l2o.features); unset: the model's (rp: mt,gt; rp_si: mt,gt,m_p3; dm: g)")
+    preprocess: str | None = option(None, "elu_linear (RP) or log_and_sign (DM); unset: the model's")
+    pre_hidden: int = option(20, "width of the ELU pre-layer (RP)")
+    hidden: tuple[int, ...] = option((20, 20), "LSTM stack widths")
+    output_scale: float = option(0.01, "update = output_scale · (tanh(s · out) or out)")
+    tanh: bool | None = option(None, "squash the output (RP) or not (DM); unset: the model's")
+    learned_scale: bool = option(False, "learn s in tanh(s · out), initialised at 1")
+    beta: float = option(0.95, "RNNprop's moment decay of the features")
+    eps: float = option(1e-8, "denominators of the features")
+    log_sign_k: float = option(5.0, "DM's LogAndSign k")
 
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(MODELS)}")
 
-_PRESETS = {
-    "dm": dict(features=("g",), preprocess="log_and_sign", tanh=False),
-    "rp": dict(features=("mt", "gt")),
-    "rp_si": dict(features=("mt", "gt", "m_p3")),
-}
+    def resolved(self) -> "LSTMConfig":
+        """The config with every unset field taken from the model's preset."""
+        preset = _PRESETS[self.model]
+        return dataclasses.replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
 
 
 def lstm_config(model: str = "rp", **overrides: Any) -> LSTMConfig:
     """The config of ``model`` with the paper's defaults, fields replaced by ``overrides``."""
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
     for key in ("features", "hidden"):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
-    return LSTMConfig(**{**_PRESETS[model], **overrides, "model": model})
+    return LSTMConfig(model=model, **overrides).resolved()
 
 
 class LSTMState(NamedTuple):
@@ -83,11 +101,16 @@ class LSTMState(NamedTuple):
     hidden: tuple[torch.Tensor, ...]  # (h¹, c¹, h², c², …), each (width, N): feature-major
 
 
-class CoordinateLSTM(LearnedOptimizer):
+class CoordinateLSTM(LearnedOptimizer, kind="lstm"):
     """A coordinatewise LSTM optimizer (DM, RP or RP_si, by config)."""
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "CoordinateLSTM":
+        return cls(from_dict(LSTMConfig, config))
 
     def __init__(self, config: LSTMConfig):
         super().__init__()
+        config = config.resolved()
         if config.preprocess not in ("elu_linear", "log_and_sign"):
             raise ValueError(f"unknown preprocess {config.preprocess!r}")
         if not config.hidden or min(config.hidden) < 1:
@@ -126,7 +149,7 @@ class CoordinateLSTM(LearnedOptimizer):
     def inputs(self, g: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, FeatureState]:
         """The network's inputs (features, N) for gradient ``g`` and the new feature state."""
         if self.pre is None:
-            fstate = FeatureState(state.features.step + 1, *state.features[1:])
+            fstate = FeatureState(state.features.step + 1, state.features.moments)
             return log_and_sign(g, self.config.log_sign_k), fstate
         return self.extractor.update(g, state.features)
 
@@ -166,9 +189,7 @@ class CoordinateLSTM(LearnedOptimizer):
         return self.squash(raw), state
 
     def state_floats_per_coordinate(self) -> int:
-        feats = self.extractor
-        return (2 * sum(self.config.hidden) + 1 + feats.needs_v + len(feats.ema_names) + len(feats.p_names)
-                + len(feats.mt_ema_names))
+        return 2 * sum(self.config.hidden) + self.extractor.state_floats()
 
     def describe(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.config), "num_weights": sum(p.numel() for p in self.parameters())}

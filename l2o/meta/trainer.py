@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from l2o.config import option
 from l2o.meta.flat import FlatParams, loss_and_grad, loss_and_grad_functional
 from l2o.meta.interface import LearnedOptimizer
 from l2o.tasks import Task
@@ -51,26 +52,34 @@ class BadWindowsError(RuntimeError):
 
 @dataclass(frozen=True)
 class MetaTrainConfig:
-    epochs: int = 100  # optimizees sampled in all (the run may stop earlier on patience)
-    epoch_len: int = 200  # optimizee steps per epoch when there is no curriculum
-    unroll: int = 20  # steps per truncated-BPTT window
-    meta_lr: float = 1e-3  # Adam learning rate of the L2O's weights
-    grad_clip: float = 1.0  # max global norm of the meta-gradient; 0 disables clipping
-    scale_range: float = 0.0  # random parameter scaling c = exp(U(-r, r)); 0 disables
-    curriculum: tuple[int, ...] = ()  # horizons, e.g. (100, 200, 500, 1000, 2000, 3000); () = epoch_len only
-    patience: int = 5  # evaluations without improvement before advancing the curriculum (or stopping)
-    eval_every: int = 5  # epochs between evaluations (on eval_split)
-    eval_seeds: int = 3  # optimizees per evaluation
-    eval_split: str = "meta_valid"  # data split of the evaluations that pick the best weights
-    imitation_prob: float = 0.0  # probability that a window imitates the Adam teacher instead
-    teacher_lr: float = 1e-3  # the Adam teacher's learning rate
-    max_bad_windows: int = 20  # NaN/inf windows tolerated before the run stops
-    seed: int = 0  # root of every random draw
-    compile: bool = False  # torch.compile the L2O's step and the optimizee's gradient (fewer, fused GPU kernels)
+    epochs: int = option(100, "optimizees sampled in all (the run may stop earlier on patience)")
+    epoch_len: int = option(200, "optimizee steps per epoch without a curriculum")
+    unroll: int = option(20, "steps per truncated-BPTT window")
+    meta_lr: float = option(1e-3, "Adam learning rate of the learned optimizer's weights")
+    grad_clip: float = option(1.0, "largest global norm of the meta-gradient; 0 disables clipping")
+    scale_range: float = option(0.0, "random parameter scaling c = exp(U(-r, r)); 0 disables")
+    curriculum: tuple[int, ...] = option((), "horizons, e.g. 100,200,500,1000; empty: epoch_len only")
+    patience: int = option(5, "evaluations without improvement before advancing the curriculum (or stopping)")
+    eval_every: int = option(5, "epochs between evaluations (on eval_split)")
+    eval_seeds: int = option(3, "optimizees per evaluation")
+    eval_split: str = option("meta_valid", "data split of the evaluations that keep the best weights")
+    imitation_prob: float = option(0.0, "probability that a window imitates an Adam teacher instead")
+    teacher_lr: float = option(1e-3, "the Adam teacher's learning rate")
+    max_bad_windows: int = option(20, "NaN/inf windows tolerated before the run stops")
+    seed: int = option(0, "root of every random draw")
+    compile: bool = option(False, "torch.compile the step and the optimizee's gradient (pays off on GPUs)")
+    max_minutes: float | None = option(None, "wall-clock budget, checked after each epoch; unset: the epochs "
+                                             "alone bound the run (the same result on a busy machine)")
 
     def __post_init__(self):
         if self.unroll < 1 or self.epochs < 1 or self.epoch_len < 1:
             raise ValueError("epochs, epoch_len and unroll must be >= 1")
+        if self.eval_every < 1 or self.eval_seeds < 1 or self.patience < 1:
+            raise ValueError("eval_every, eval_seeds and patience must be >= 1")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("max_minutes must be positive (or unset)")
+        if self.eval_split not in ("meta_train", "meta_valid"):
+            raise ValueError(f"eval_split must be meta_train or meta_valid, got {self.eval_split!r}")
         if any(h < self.unroll for h in self.curriculum):
             raise ValueError(f"every curriculum horizon must be >= unroll ({self.unroll})")
         if not 0.0 <= self.imitation_prob <= 1.0:
@@ -230,9 +239,12 @@ class MetaTrainer:
     def fit(self, callback: Callable[[dict[str, Any]], None] | None = None,
             max_seconds: float | None = None) -> TrainState:
         """Train until ``epochs``, the curriculum's last level runs out of patience, or ``max_seconds`` of
-        wall-clock time have passed (checked after each epoch); keep the best weights."""
+        wall-clock time (default: the config's ``max_minutes``) have passed, checked after each epoch;
+        keep the best weights."""
         cfg, st = self.config, self.state
         horizons = cfg.horizons
+        if max_seconds is None and cfg.max_minutes:
+            max_seconds = cfg.max_minutes * 60
         deadline = time.monotonic() + max_seconds if max_seconds else math.inf
         while not st.done and st.epoch < cfg.epochs and self.sync.all(time.monotonic() < deadline):
             record = self.train_epoch(st.epoch, horizons[st.level])

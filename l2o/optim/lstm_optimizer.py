@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from l2o.learned.checkpoint import l2o_from_checkpoint
+from l2o.features import FeatureState
 from l2o.learned.lstm import CPU_CHUNK, CoordinateLSTM, LSTMState, step_in_chunks
-from l2o.learned.features import FeatureState
+from l2o.meta.checkpoint import l2o_from_checkpoint
 
 
 class LSTMOptimizer(torch.optim.Optimizer):
@@ -71,31 +71,27 @@ class LSTMOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         sd["lstm_state"] = None if self.lstm_state is None else [
-            {"features": s.features._asdict(), "hidden": list(s.hidden)} for s in self.lstm_state]
+            {"step": s.features.step, "moments": dict(s.features.moments), "hidden": list(s.hidden)}
+            for s in self.lstm_state]
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         saved = state_dict.pop("lstm_state", None)
         super().load_state_dict(state_dict)
-        if isinstance(saved, dict):  # written before chunking existed: one chunk
-            saved = [saved]
         self.lstm_state = None if saved is None else [
-            LSTMState(FeatureState(**s["features"]), tuple(t.clone() for t in s["hidden"])) for s in saved]
+            LSTMState(FeatureState(int(s["step"]), {k: v.clone() for k, v in s["moments"].items()}),
+                      tuple(t.clone() for t in s["hidden"])) for s in saved]
 
 
 def _rechunk(states: list[LSTMState], size: int) -> list[LSTMState]:
     """The same per-coordinate state split into chunks of ``size`` coordinates (the last dim of every
     tensor is the coordinate; the step count is shared)."""
     def split(tensors):
-        return torch.cat(tensors, -1).split(size, -1) if tensors[0] is not None else None
+        return torch.cat(tensors, -1).split(size, -1)
 
     first = states[0].features
-    fields = {name: split([getattr(s.features, name) for s in states])
-              for name in first._fields if name != "step"}
+    moments = {name: split([s.features.moments[name] for s in states]) for name in first.moments}
     hidden = [split([s.hidden[i] for s in states]) for i in range(len(states[0].hidden))]
-    out = []
-    for k in range(len(hidden[0])):
-        features = {name: None if parts is None else parts[k].clone() for name, parts in fields.items()}
-        out.append(LSTMState(FeatureState(first.step, **features), tuple(h[k].clone() for h in hidden)))
-    return out
+    return [LSTMState(FeatureState(first.step, {name: parts[k].clone() for name, parts in moments.items()}),
+                      tuple(h[k].clone() for h in hidden)) for k in range(len(hidden[0]))]

@@ -20,7 +20,7 @@ import sympy as sp
 import torch
 from l2o.learned import native
 from l2o.optim.codegen import render_c
-from l2o.optim.rule import RulePlan
+from l2o.features import RulePlan
 
 # glibc's libmvec (2.35+) vectorises these; they are declared with the SIMD attribute when available.
 _MVEC = ("exp", "log", "pow", "tanh", "sinh", "asinh", "cosh", "expm1")

@@ -21,23 +21,18 @@ learnable: the meta-trainer tunes it exactly as it trains the LSTMs (stage 3).
 
 from __future__ import annotations
 
-import json
-import os
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import sympy as sp
 import torch
 from torch import nn
 
-from l2o.distill.equation import Equation
-from l2o.distill.parse import parse_equation
+from l2o.expr import Equation, TorchExpression, parse_equation
+from l2o.features import RulePlan, features, features_foreach, write_history
 from l2o.meta.interface import LearnedOptimizer
 from l2o.optim import native_rule
 from l2o.optim.codegen import render_flat
-from l2o.optim.rule import RulePlan, features, features_foreach, write_history
-from l2o.optim.sympy_torch import TorchExpression, evaluate_foreach
 
 IMPLS = ("single", "foreach", "compile", "native")
 
@@ -54,7 +49,7 @@ def as_expr(equation: str | sp.Expr | Equation) -> sp.Expr:
 
 def _single(plan: RulePlan, rule: nn.Module, p: torch.Tensor, g: torch.Tensor, state: dict, lr: float) -> dict:
     inputs, new = features(plan, g, state)
-    p.add_(rule(inputs), alpha=lr)
+    p.add_(rule(inputs, like=g), alpha=lr)
     return new
 
 
@@ -153,7 +148,7 @@ def symbolic_update(plan: RulePlan, rule: TorchExpression, params: list[torch.Te
         for idx in _same_kind(params, states):
             sts = [states[i] for i in idx]
             inputs, writes = features_foreach(plan, [grads[i] for i in idx], sts)
-            update = evaluate_foreach(rule.expr, inputs)
+            update = rule.foreach(inputs, like=[grads[i] for i in idx])
             write_history(sts, writes)
             torch._foreach_add_([params[i] for i in idx], update, alpha=lr)
     elif impl == "native":
@@ -245,13 +240,14 @@ class SymbolicRule(LearnedOptimizer):
     """A rule as a ``LearnedOptimizer`` over one flat vector; its float constants are learnable, each
     through its relative change (``TorchExpression(learn_constants="relative")``)."""
 
-    def __init__(self, equation: str | sp.Expr | Equation, beta: float = 0.95, eps: float = 1e-8):
+    def __init__(self, equation: str | sp.Expr | Equation, beta: float = 0.95, eps: float = 1e-8,
+                 tunable: bool = True):
         super().__init__()
         expr = as_expr(equation)
         self.plan = RulePlan.of(expr, beta, eps)
         self.rule = TorchExpression(expr, learn_constants="relative")
         self.config = {"equation": sp.sstr(expr), "beta": beta, "eps": eps}
-        if not self.rule.constants.numel():
+        if tunable and not self.rule.constants.numel():
             raise ValueError(f"{sp.sstr(expr)} has no float constant to tune")
 
     def init_state(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -259,66 +255,10 @@ class SymbolicRule(LearnedOptimizer):
 
     def step(self, g: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         inputs, new = features(self.plan, g, state)
-        return self.rule(inputs), new
+        return self.rule(inputs, like=g), new
 
     def detach_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return state  # the features depend on gradients only, which the trainer already detaches
 
     def to_sympy(self) -> sp.Expr:
         return self.rule.to_sympy()
-
-
-def load_equation(spec: str | os.PathLike) -> Equation:
-    """An equation from text, an ``Equation`` JSON file, or a distillation's ``equations.json``
-    (its ``update_rule``: the chosen equation turned into the step the learned optimizer takes)."""
-    path = Path(spec)
-    if isinstance(spec, os.PathLike) or (len(str(spec)) < 4096 and path.suffix == ".json" and path.is_file()):
-        doc: Any = json.loads(path.read_text())
-        if "update_rule" in doc:
-            doc = doc["update_rule"]
-        elif "equation" not in doc:
-            raise ValueError(f"{path}: neither an equation nor a distillation result (no 'update_rule')")
-        return Equation.from_dict(doc)
-    return Equation(parse_equation(str(spec)))
-
-
-def psi_rule(features: list[str], lags: list[int], weight: float = 1e-3, gamma: float = 1.0) -> sp.Expr:
-    """The paper's large-scale form ψ = −Σ_feature Σ_lag W·γ·tanh(x/γ) as an equation, ready to meta-tune.
-
-    Each term starts at W·(1 + k/100) and γ·(1 + k/100) for its index k: equal floats would be one
-    constant to ``TorchExpression``, and every term must be free to move on its own.
-    """
-    if not features or not lags:
-        raise ValueError("psi needs at least one feature and one lag")
-    terms = []
-    for k, (f, lag) in enumerate((f, lag) for f in features for lag in lags):
-        w, g = sp.Float(weight * (1 + k / 100)), sp.Float(gamma * (1 + k / 100))
-        terms.append(-w * g * sp.tanh(sp.Symbol(f"{f}_{lag}") / g))
-    expr = sp.Add(*terms)
-    RulePlan.of(expr)  # unknown features fail here
-    return expr
-
-
-def meta_tune(source: Equation, task, config, beta: float = 0.95, eps: float = 1e-8, callback=None,
-              max_seconds: float | None = None) -> tuple[Equation, Any]:
-    """Stage 3: ``source``'s constants meta-learned on ``task`` by ``MetaTrainer`` under ``config``.
-
-    The source constants are the first candidate, so the result is never worse than the source on the
-    evaluation split. Returns the tuned equation (its ``meta`` records the before/after evaluation
-    losses and the run) and the trainer's final ``TrainState``.
-    """
-    import dataclasses
-
-    from l2o.meta import MetaTrainer
-
-    rule = SymbolicRule(source, beta=beta, eps=eps).to(device=task.device, dtype=task.dtype)
-    trainer = MetaTrainer(rule, task, config)
-    before = trainer.evaluate(config.horizons[-1])
-    trainer.state.best_eval = before
-    state = trainer.fit(callback, max_seconds=max_seconds)
-    after = trainer.evaluate(config.horizons[-1])
-    tuned = Equation(rule.to_sympy(), meta={
-        **source.meta, "source_equation": source.text, "task": task.describe(),
-        "meta_config": dataclasses.asdict(config), "beta": beta, "eps": eps, "epochs": state.epoch,
-        "eval_loss_before": before, "eval_loss_after": after})
-    return tuned, state

@@ -8,11 +8,24 @@ Each seed of ``batches(split, seed)`` draws one problem (W, y), entries N(0, 1);
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from l2o.config import option
 from l2o.tasks.base import SPLITS, Params, Task, check_split
+
+
+@dataclass(frozen=True)
+class QuadraticConfig:
+    dim: int = option(10, "dimension of θ")
+    noise_std: float = option(0.0, "std of the noise added to y at every step (0: deterministic)")
+    init_std: float = option(1.0, "θ ~ N(0, init_std²)")
+
+    def __post_init__(self):
+        if self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
 
 
 class QuadraticTask(Task):
@@ -21,8 +34,7 @@ class QuadraticTask(Task):
     def __init__(self, dim: int = 10, noise_std: float = 0.0, init_std: float = 1.0,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__(device, dtype)
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
+        self.config = QuadraticConfig(dim, noise_std, init_std)
         self.dim, self.noise_std, self.init_std = dim, noise_std, init_std
 
     def init(self, seed: int) -> Params:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from l2o.config import option
 from l2o.tasks.base import Params, Task, check_split
 from l2o.tasks.data import ImageBatches, load_dataset
 
@@ -25,33 +26,43 @@ ARCHS = ("mlp", "cnn", "resnet18", "resnet50", "mobilenet_v2")
 _SHAPES = {"mnist": (1, 28, 28, 10), "cifar10": (3, 32, 32, 10), "cifar100": (3, 32, 32, 100)}
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
+
+
 @dataclass(frozen=True)
 class ImageTaskConfig:
-    arch: str = "mlp"  # one of ARCHS
-    dataset: str = "mnist"  # mnist | cifar10 | cifar100
-    classes: int | None = None  # keep only labels < classes (5 on CIFAR-10 = the paper's "CIFAR-half")
-    batch_size: int = 128  # minibatch size of every split
-    hidden: tuple[int, ...] = (30, 20)  # MLP hidden widths (ReLU between them)
-    init_std: float | None = 0.01  # N(0, init_std^2) weights; None = PyTorch default init
-    data_root: str | None = None  # None: $L2O_DATA, else ~/.l2o/data
-    download: bool | None = None  # None: $L2O_DOWNLOAD, default on
+    arch: str = option("mlp", f"network: one of {', '.join(ARCHS)}")
+    dataset: str = option("mnist", "mnist, cifar10 or cifar100")
+    classes: int | None = option(None, "keep only labels below this (5 on CIFAR-10: the paper's CIFAR-half)")
+    batch_size: int = option(128, "minibatch size of every split")
+    hidden: tuple[int, ...] = option((30, 20), "MLP hidden widths")
+    activation: str = option("relu", f"MLP activation: one of {', '.join(ACTIVATIONS)}")
+    init_std: float | None = option(0.01, "weights N(0, init_std²); unset: PyTorch's default initialisation")
+    data_root: str | None = option(None, "dataset folder; unset: $L2O_DATA, else ~/.l2o/data")
+    download: bool | None = option(None, "allow downloads; unset: $L2O_DOWNLOAD, default on")
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; expected one of {', '.join(ARCHS)}")
+        if self.dataset not in _SHAPES:
+            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {', '.join(_SHAPES)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+        if self.batch_size < 1 or any(h < 1 for h in self.hidden) or (self.classes is not None and self.classes < 2):
+            raise ValueError("batch_size and hidden widths must be >= 1, classes >= 2")
 
 
 def build_module(cfg: ImageTaskConfig) -> nn.Module:
     """The template module for ``cfg`` (CIFAR-style stems: 3x3 stride-1 first conv, no max-pool)."""
     import torchvision
 
-    if cfg.arch not in ARCHS:
-        raise ValueError(f"unknown architecture {cfg.arch!r}; expected one of {', '.join(ARCHS)}")
-    if cfg.dataset not in _SHAPES:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {', '.join(_SHAPES)}")
     channels, height, width, n_classes = _SHAPES[cfg.dataset]
     n_classes = cfg.classes or n_classes
     if cfg.arch == "mlp":
         layers: list[nn.Module] = [nn.Flatten()]
         widths = [channels * height * width, *cfg.hidden]
         for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
+            layers += [nn.Linear(a, b), ACTIVATIONS[cfg.activation]()]
         return nn.Sequential(*layers, nn.Linear(widths[-1], n_classes))
     if cfg.arch == "cnn":  # the paper's Conv-MNIST / Conv-CIFAR optimizee
         return nn.Sequential(

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from l2o.distill import Equation
+from l2o.expr import Equation
 from services.api.db import EquationRow
 
 

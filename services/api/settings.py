@@ -10,12 +10,14 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from l2o.storage import storage_root
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="L2O_", extra="ignore")
 
-    storage: str = Field(default_factory=lambda: str(Path.home() / ".l2o" / "storage"),
-                         description="storage root (L2O_STORAGE)")
+    storage: str = Field(default_factory=lambda: str(storage_root()),
+                         description="storage root (L2O_STORAGE; default ~/.l2o/storage)")
     database_url: str | None = Field(default=None, description="registry database (L2O_DATABASE_URL); "
                                                                "default: SQLite under <storage>/service")
     api_token: str | None = Field(default=None, description="bearer token of mutating endpoints (L2O_API_TOKEN); "

@@ -1,8 +1,14 @@
 """``/distill``: symbolic regression on an uploaded or stored dataset — in the request when small,
-otherwise as a Ray job. A synchronous result is registered in the equation registry."""
+otherwise as a Ray job. A synchronous result is registered in the equation registry.
+
+In the request it runs the pipeline's search → fit → select functions (``l2o.pipeline.distill``) with
+the same ``SearchConfig`` as every other caller; selection is by R² on the rows kept from the search,
+since an uploaded table has no optimizee to roll rules out on.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -11,7 +17,8 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile, status
 
-from l2o.distill.engines import ENGINES
+from l2o.config import from_dict, to_dict
+from l2o.distill.engines import SEARCHED, SearchConfig
 from services.api.db import JobRow
 from services.api.deps import SessionDep, SettingsDep, ray_jobs, require_token
 from services.api.registry import register
@@ -21,45 +28,57 @@ from services.api.uploads import features_and_target, parse_table, read_limited
 
 router = APIRouter(tags=["distill"])
 SR_KEYS = {"engine", "operators", "max_complexity", "population", "generations", "time_limit", "seed"}
+LIMITS = {"max_complexity": (1, 200), "population": (10, 100_000), "generations": (1, 100_000), "seed": (0, 2**31 - 1)}
+MAX_POINTS = 16  # searches one request may ask for (combinations of the listed settings)
 
 
-def _settings(text: str) -> dict[str, Any]:
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+
+
+def search_config(text: str, time_bound: float | None = None) -> SearchConfig:
+    """The ``SearchConfig`` of the form field ``settings`` (a JSON object), bounded for a service."""
     try:
         value = json.loads(text or "{}")
     except ValueError as err:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"settings is not JSON: {err}") from err
+        raise _unprocessable(f"settings is not JSON: {err}") from err
     if not isinstance(value, dict) or set(value) - SR_KEYS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"settings must be an object with keys among {sorted(SR_KEYS)}")
-    limits = {"max_complexity": (1, 200), "population": (10, 100_000), "generations": (1, 100_000),
-              "seed": (0, 2**31 - 1)}
-    for key, (lo, hi) in limits.items():
-        if key in value and not (isinstance(value[key], int) and not isinstance(value[key], bool)
-                                 and lo <= value[key] <= hi):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"settings.{key} must be an integer in [{lo}, {hi}]")
-    if "time_limit" in value and not (isinstance(value["time_limit"], (int, float))
-                                      and 0 < value["time_limit"] <= 3600):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "settings.time_limit must be in (0, 3600] seconds")
-    if "engine" in value and value["engine"] not in ENGINES:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"settings.engine must be one of {ENGINES}")
-    if "operators" in value and not isinstance(value["operators"], (str, list)):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "settings.operators: a comma-separated string or a list")
-    return value
+        raise _unprocessable(f"settings must be an object with keys among {sorted(SR_KEYS)}")
+    if isinstance(value.get("operators"), str):
+        value["operators"] = [value["operators"].split(",")]
+    elif isinstance(value.get("operators"), list) and value["operators"] and all(
+            isinstance(o, str) for o in value["operators"]):
+        value["operators"] = [value["operators"]]
+    for key in SEARCHED:
+        if key in value and not isinstance(value[key], list):
+            value[key] = [value[key]]
+    for key, (lo, hi) in LIMITS.items():
+        for v in value.get(key, []) if key in SEARCHED else [value[key]] if key in value else []:
+            if not (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi):
+                raise _unprocessable(f"settings.{key} must be integers in [{lo}, {hi}]")
+    if "time_limit" in value and not (isinstance(value["time_limit"], (int, float)) and not isinstance(
+            value["time_limit"], bool) and 0 < value["time_limit"] <= 3600):
+        raise _unprocessable("settings.time_limit must be in (0, 3600] seconds")
+    if time_bound is not None:
+        value["time_limit"] = min(float(value.get("time_limit") or time_bound), time_bound)
+    try:
+        config = from_dict(SearchConfig, value, "settings")
+    except ValueError as err:
+        raise _unprocessable(str(err)) from err
+    if len(config.points(threads=1)) > MAX_POINTS:
+        raise _unprocessable(f"settings ask for more than {MAX_POINTS} searches")
+    return config
 
 
-def _search(X, y, cols, sr: dict[str, Any], time_bound: float):
-    from l2o.distill.engines import make_engine
-    from l2o.distill.fit import fit_constants
+def _distill(X, y, cols, config: SearchConfig):
+    from l2o.distill.select import SelectConfig, choose
+    from l2o.pipeline import Placement
+    from l2o.pipeline.distill import as_equations, fit_front, search_front
 
-    sr = dict(sr)
-    engine = sr.pop("engine", "operon")
-    if "operators" in sr:
-        sr["operators"] = tuple(str(sr["operators"]).split(",")) if isinstance(sr["operators"], str) else tuple(
-            sr["operators"])
-    sr["time_limit"] = min(float(sr.get("time_limit") or time_bound), time_bound)
-    est = make_engine(engine, **sr).fit(X, y, cols)
-    fitted, _ = fit_constants(est.best_, X, y, cols)
-    return fitted, [e.to_dict() for e in est.pareto_front_], engine, est.seconds_
+    front, searches = search_front(X, y, cols, config, Placement(), threads=1)
+    candidates = fit_front(front, X, y, cols, config)
+    chosen = candidates[choose(as_equations(candidates), SelectConfig(by="r2"))]
+    return chosen, candidates, searches
 
 
 @router.post("/distill", response_model=DistillResult, dependencies=[Depends(require_token)],
@@ -71,15 +90,16 @@ async def distill(session: SessionDep, settings: SettingsDep,
                   sr_settings: Annotated[str, Form(alias="settings", max_length=10_000)] = "{}",
                   source_model: Annotated[str, Form(max_length=64)] = "",
                   task: Annotated[str, Form(max_length=64)] = "") -> DistillResult:
-    sr = _settings(sr_settings)
     if (file is None) == (dataset_id is None):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give exactly one of file and dataset_id")
+        raise _unprocessable("give exactly one of file and dataset_id")
     if dataset_id is not None:  # a stored dataset: always a job
+        config = search_config(sr_settings)
         folder = Path(settings.storage).expanduser() / "datasets" / dataset_id
         if "/" in dataset_id or ".." in dataset_id or not (folder / "manifest.json").is_file():
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no stored dataset {dataset_id!r}")
         rows = json.loads((folder / "manifest.json").read_text()).get("rows", 0)
-        return _as_job(session, settings, {"dataset": str(folder)}, sr, rows=rows)
+        return _as_job(session, settings, {"dataset": str(folder)}, config, rows=rows)
+    config = search_config(sr_settings)
     data = await read_limited(file, int(settings.max_upload_mb * 2**20))
     frame = parse_table(data, file.filename or "")
     X, y, cols = features_and_target(frame, target)
@@ -89,34 +109,30 @@ async def distill(session: SessionDep, settings: SettingsDep,
         frame[cols].assign(update=y).to_parquet(folder / "data.parquet", index=False)
         (folder / "manifest.json").write_text(json.dumps({"feature_columns": cols, "model": source_model or "upload",
                                                           "rows": len(y), "source": file.filename}))
-        return _as_job(session, settings, {"dataset": str(folder), "columns": cols, "target": "update"}, sr,
-                       rows=len(y))
+        upload = dataclasses.replace(config, columns=tuple(cols), target="update")  # the table's own columns
+        return _as_job(session, settings, {"dataset": str(folder)}, upload, rows=len(y))
+    bounded = search_config(sr_settings, time_bound=settings.sync_distill_seconds)
     try:
-        with anyio.fail_after(settings.sync_distill_seconds + 30):
-            fitted, front, engine, seconds = await anyio.to_thread.run_sync(
-                _search, X, y, cols, sr, settings.sync_distill_seconds)
-    except (ValueError, TypeError) as err:  # settings the engine refuses (unknown operator, …)
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"symbolic regression refused: {err}") from err
+        with anyio.fail_after(settings.sync_distill_seconds * len(bounded.points(1)) + 30):
+            chosen, candidates, searches = await anyio.to_thread.run_sync(_distill, X, y, cols, bounded)
+    except (ValueError, TypeError) as err:  # settings the engine refuses
+        raise _unprocessable(f"symbolic regression refused: {err}") from err
     except (ImportError, RuntimeError) as err:  # an engine that cannot run here (pysr without Julia)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"symbolic regression unavailable: {err}") from err
-    row, _ = register(session, fitted, source_model, task,
-                      {"engine": engine, "settings": sr, "rows": len(y), "columns": cols, "upload": file.filename,
-                       "search_seconds": seconds}, front)
+    from l2o.expr import Equation, parse_equation
+
+    eq = Equation(parse_equation(chosen["equation"]), r2=chosen["r2"])
+    row, _ = register(session, eq, source_model, task,
+                      {"engine": bounded.engine, "settings": json.loads(sr_settings or "{}"), "rows": len(y),
+                       "columns": cols, "upload": file.filename, "searches": searches,
+                       "r2_search": chosen["r2_search"], "selection": "r2"},
+                      [{k: c[k] for k in ("equation", "complexity", "r2", "latex")} for c in candidates])
     return DistillResult(mode="sync", equation=EquationDetail.model_validate(row), rows=len(y))
 
 
-def _as_job(session, settings, config: dict[str, Any], sr: dict[str, Any], rows: int) -> DistillResult:
-    search = {k: [v] for k, v in sr.items() if k in {"engine", "operators", "max_complexity", "population",
-                                                      "generations"}}
-    if "operators" in search and not isinstance(search["operators"][0], str):
-        search["operators"] = [",".join(search["operators"][0])]
-    full = validate_config("distill", {**config, **({"time_limit": sr["time_limit"]} if "time_limit" in sr else {}),
-                                       "search": {**DEFAULT_SEARCH, **search}}, smoke=False)
+def _as_job(session, settings, config: dict[str, Any], search: SearchConfig, rows: int) -> DistillResult:
+    full = validate_config("distill", {**config, "search": to_dict(search)}, smoke=False)
     job_id = submit(ray_jobs(settings), settings, "distill", full)
     session.add(JobRow(id=job_id, kind="distill", config=full, status="PENDING"))
     session.commit()
     return DistillResult(mode="job", job_id=job_id, rows=rows)
-
-
-DEFAULT_SEARCH = {"engine": ["operon"], "operators": ["add,sub,mul,div,tanh,exp,abs,square,sqrt"],
-                  "max_complexity": [10, 20, 30], "population": [500], "generations": [100], "parsimony": [0.0, 1e-3]}

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from sqlalchemy import select
 
-from l2o.distill import Equation, EquationError, parse_equation
+from l2o.expr import Equation, EquationError, parse_equation
 from services.api.db import EquationRow
 from services.api.deps import SessionDep, get_or_404, read_access, require_token
 from services.api.registry import math_svg, pareto_png, register

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
+import shlex
 import uuid
 from typing import Annotated, Any
 
@@ -24,9 +24,10 @@ JobId = Annotated[str, Path(max_length=128)]
 
 def validate_config(kind: str, config: dict[str, Any], smoke: bool) -> dict[str, Any]:
     """The job's full config (smoke base + given fields), checked by the job's own dataclass."""
-    from cluster.config import DistillJob, GenerateJob, MetaTrainJob, PipelineJob, build_job
+    from cluster.config import JOBS, build_job
+    from l2o.config import to_dict
 
-    cls = {"meta_train": MetaTrainJob, "generate": GenerateJob, "distill": DistillJob, "pipeline": PipelineJob}[kind]
+    cls = JOBS[kind]
     try:
         job = build_job(cls, config, smoke)
     except (TypeError, ValueError) as err:
@@ -35,14 +36,14 @@ def validate_config(kind: str, config: dict[str, Any], smoke: bool) -> dict[str,
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a generate job needs config.checkpoint")
     if kind == "distill" and not job.dataset:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a distill job needs config.dataset")
-    return dataclasses.asdict(job)
+    return to_dict(job)
 
 
 def submit(client, settings, kind: str, full: dict[str, Any]) -> str:
     path = settings.service_dir / "configs" / f"{kind}-{uuid.uuid4().hex[:12]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(full, indent=1, default=str))
-    entrypoint = f"python jobs/{SCRIPTS[kind]} --config {path} --storage {settings.storage}"
+    entrypoint = shlex.join(["python", f"jobs/{SCRIPTS[kind]}", "--config", str(path), "--storage", settings.storage])
     try:
         return client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": settings.job_working_dir})
     except RuntimeError as err:  # e.g. "No available agent to submit job, please try again later"

@@ -14,7 +14,7 @@ from typing import Any
 
 import sympy as sp
 
-from l2o.distill.parse import parse_equation
+from l2o.expr.parse import parse_equation
 
 
 _LAGGED = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)_(\d+)$")
