@@ -12,6 +12,9 @@
 #include <omp.h>
 #endif
 
+/* aligned_alloc wants a size that is a multiple of the alignment */
+static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(size_t)63); }
+
 static int thread_index(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -33,7 +36,7 @@ __attribute__((simd("notinbranch"))) double expm1(double);
 static inline T sig_##SUFFIX(T x) { return (T)1 / ((T)1 + EXP(-x)); }                                      \
                                                                                                            \
 /* ELU pre-layer: z = elu(W x + b), W (R, K) row-major, x (K, N); keeps z. */                              \
-void elu_linear_forward_##SUFFIX(const T *restrict w, const T *restrict b, const T *restrict x,           \
+void elu_linear_forward_##SUFFIX(const T *restrict w, const T *restrict b, const T *restrict x,            \
                                  T *restrict z, long R, long K, long N) {                                  \
     for (long r = 0; r < R; ++r) {                                                                         \
         T *zr = z + r * N;                                                                                 \
@@ -50,16 +53,19 @@ void elu_linear_forward_##SUFFIX(const T *restrict w, const T *restrict b, const
 }                                                                                                          \
                                                                                                            \
 /* In place: dz *= elu'(pre-activation), written from the kept output z (z > 0: 1; else z + 1). */         \
-void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {                               \
+void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {                              \
     _Pragma("omp simd")                                                                                    \
-    for (long n = 0; n < count; ++n) dz[n] *= z[n] > (T)0 ? (T)1 : z[n] + (T)1;                             \
+    for (long n = 0; n < count; ++n) dz[n] *= z[n] > (T)0 ? (T)1 : z[n] + (T)1;                            \
 }
 
 /* The whole cell in one pass over memory: matrix products and elementwise work per block of BN
  * coordinates, so that a block's gates, inputs and gradients stay in the L1/L2 cache between the two.
- * The products use register tiles of R rows x NV vectors (GCC/Clang vector extensions: 64-byte
- * vectors, AVX-512 registers where the CPU has them, pairs of AVX2 registers elsewhere). Columns past
- * the end of a short last block are zero in the local buffers and never written back.
+ * The products use register tiles of R rows x NV vectors (GCC/Clang vector extensions) sized to the
+ * vector registers the compiler targets: 64-byte vectors and tiles of up to 8 rows with AVX-512's 32
+ * registers; 32-byte vectors and tiles of up to 4 rows with AVX2's 16 (8-row tiles of 64-byte vectors
+ * there spill most of their accumulators to the stack and run several times slower); 16-byte vectors
+ * elsewhere. Columns past the end of a short last block are zero in the local buffers and never written
+ * back.
  *
  *   lstm_fused_forward:  act = activations of w [x; h] + b, c_new, h_new        (x: I rows, h, c: H rows)
  *                        (act may be NULL where no backward follows)
@@ -69,6 +75,19 @@ void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {   
  * has loaded) in contiguous runs; each thread keeps its own weight and bias partial sums, added in
  * thread order at the end, so a result depends on the thread count only. */
 #define NV 3
+#if defined(__AVX512F__)
+#define VBYTES 64   /* bytes of one vector */
+#define TILE_MAX 8  /* rows of the largest product tile */
+#define DWQ 4       /* columns of the weight-gradient tile */
+#elif defined(__AVX__)
+#define VBYTES 32
+#define TILE_MAX 4
+#define DWQ 2
+#else
+#define VBYTES 16
+#define TILE_MAX 4
+#define DWQ 2
+#endif
 
 /* Compilers fold the loads of b0..b2 into every multiply-add that uses them (24 loads per 24 FMAs
  * where 3 would do), which makes the tile bound by loads; an empty asm that claims to change them
@@ -102,14 +121,14 @@ void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {   
 
 #define DEFINE_TILE(T, SUFFIX, R)                                                                          \
 /* out[r][0:BN] = init[r] + sum_k a[r][k * ks] * blk[k][0:BN] for R rows; init may be NULL (zero). */      \
-static void tile##R##_##SUFFIX(const T *const *a, long ks, const T *init, const T *restrict blk, long K,     \
-                               T *const *out) {                                                           \
-    typedef T V __attribute__((vector_size(64)));                                                          \
-    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+static void tile##R##_##SUFFIX(const T *const *a, long ks, const T *init, const T *restrict blk, long K,   \
+                               T *const *out) {                                                            \
+    typedef T V __attribute__((vector_size(VBYTES)));                                                      \
+    enum { BN = NV * (int)(VBYTES / sizeof(T)) };                                                          \
     V acc[R][NV];                                                                                          \
     _Pragma("GCC unroll 8")                                                                                \
     for (int r = 0; r < R; ++r)                                                                            \
-        for (int v = 0; v < NV; ++v) acc[r][v] = (V){0} + (init ? init[r] : (T)0);                        \
+        for (int v = 0; v < NV; ++v) acc[r][v] = (V){0} + (init ? init[r] : (T)0);                         \
     for (long k = 0; k < K; ++k) {                                                                         \
         const V *bk = (const V *)(blk + k * BN);                                                           \
         V b0 = bk[0], b1 = bk[1], b2 = bk[2];                                                              \
@@ -130,14 +149,14 @@ DEFINE_TILE(T, SUFFIX, 8)                                                       
 DEFINE_TILE(T, SUFFIX, 4)                                                                                  \
 DEFINE_TILE(T, SUFFIX, 1)                                                                                  \
                                                                                                            \
-/* out (K, BN) = W^T blk for W (G, K) row-major and blk (G, BN): tiles of 8 rows, 4, then single rows. */ \
+/* out (K, BN) = W^T blk for W (G, K) row-major and blk (G, BN): tiles of 8 rows, 4, then single rows. */  \
 static void wt_times_##SUFFIX(const T *w, long K, long G, const T *blk, T *out) {                          \
-    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    enum { BN = NV * (int)(VBYTES / sizeof(T)) };                                                          \
     const T *a[8];                                                                                         \
     T *o[8];                                                                                               \
     for (long r = 0; r < K; ) {                                                                            \
-        const int R = K - r >= 8 ? 8 : K - r >= 4 ? 4 : 1;                                                 \
-        for (int q = 0; q < R; ++q) { a[q] = w + r + q; o[q] = out + (r + q) * BN; }                        \
+        const int R = K - r >= 8 && TILE_MAX >= 8 ? 8 : K - r >= 4 ? 4 : 1;                                \
+        for (int q = 0; q < R; ++q) { a[q] = w + r + q; o[q] = out + (r + q) * BN; }                       \
         if (R == 8) tile8_##SUFFIX(a, K, 0, blk, G, o);                                                    \
         else if (R == 4) tile4_##SUFFIX(a, K, 0, blk, G, o);                                               \
         else tile1_##SUFFIX(a, K, 0, blk, G, o);                                                           \
@@ -147,7 +166,7 @@ static void wt_times_##SUFFIX(const T *w, long K, long G, const T *blk, T *out) 
                                                                                                            \
 /* Copies columns [n0, n0 + m) of the rows of x (I, N) then h (H, N) into blk (I + H, BN), zero-padded. */ \
 static void gather_##SUFFIX(const T *x, const T *h, long I, long H, long N, long n0, long m, T *blk) {     \
-    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    enum { BN = NV * (int)(VBYTES / sizeof(T)) };                                                          \
     for (long k = 0; k < I + H; ++k) {                                                                     \
         const T *src = k < I ? x + k * N + n0 : h + (k - I) * N + n0;                                      \
         T *dst = blk + k * BN;                                                                             \
@@ -156,9 +175,9 @@ static void gather_##SUFFIX(const T *x, const T *h, long I, long H, long N, long
     }                                                                                                      \
 }                                                                                                          \
                                                                                                            \
-/* The reverse: columns [0, m) of blk (I + H, BN) into columns [n0, n0 + m) of x (I, N) then h (H, N). */ \
+/* The reverse: columns [0, m) of blk (I + H, BN) into columns [n0, n0 + m) of x (I, N) then h (H, N). */  \
 static void scatter_##SUFFIX(const T *blk, long I, long H, long N, long n0, long m, T *x, T *h) {          \
-    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    enum { BN = NV * (int)(VBYTES / sizeof(T)) };                                                          \
     for (long k = 0; k < I + H; ++k) {                                                                     \
         T *dst = k < I ? x + k * N + n0 : h + (k - I) * N + n0;                                            \
         const T *src = blk + k * BN;                                                                       \
@@ -167,10 +186,10 @@ static void scatter_##SUFFIX(const T *blk, long I, long H, long N, long n0, long
     }                                                                                                      \
 }                                                                                                          \
                                                                                                            \
-/* Asks for columns [n0, n0 + BN) of `rows` rows of a (rows, N) array ahead of use: the rows of a block  \
- * are far apart in memory, too many streams for the hardware prefetcher to follow. */                   \
-static inline void prefetch_##SUFFIX(const T *a, long rows, long N, long n0, int write) {                   \
-    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+/* Asks for columns [n0, n0 + BN) of `rows` rows of a (rows, N) array ahead of use: the rows of a block    \
+ * are far apart in memory, too many streams for the hardware prefetcher to follow. */                     \
+static inline void prefetch_##SUFFIX(const T *a, long rows, long N, long n0, int write) {                  \
+    enum { BN = NV * (int)(VBYTES / sizeof(T)) };                                                          \
     if (!a || n0 >= N) return;                                                                             \
     for (long r = 0; r < rows; ++r) {                                                                      \
         const char *p = (const char *)(a + r * N + n0);                                                    \
@@ -184,12 +203,12 @@ static inline void prefetch_##SUFFIX(const T *a, long rows, long N, long n0, int
 int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, const T *w, const T *b,       \
                                 T *restrict act, T *restrict c_new, T *restrict h_new, long I, long H, long N, \
                                 long threads) {                                                            \
-    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    enum { BN = NV * (int)(VBYTES / sizeof(T)) };                                                          \
     const long K = I + H, G = 4 * H, blocks = (N + BN - 1) / BN;                                           \
     int failed = 0;                                                                                        \
     _Pragma("omp parallel num_threads(threads > 1 ? (int)threads : 1) reduction(|: failed)")               \
     {                                                                                                      \
-    T *blk = aligned_alloc(64, (size_t)(K + G) * BN * sizeof(T)), *pre = blk ? blk + K * BN : 0;           \
+    T *blk = alloc64((size_t)(K + G) * BN * sizeof(T)), *pre = blk ? blk + K * BN : 0;                     \
     failed |= !blk;                                                                                        \
     _Pragma("omp for schedule(static)")                                                                    \
     for (long nb = 0; nb < blocks; ++nb) {                                                                 \
@@ -201,7 +220,7 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
         const T *a[8], *init = 0;                                                                          \
         T bias[8], *o[8];                                                                                  \
         for (long j = 0; j < H; ) {  /* the four gates of one or two hidden units per tile */              \
-            const int units = H - j >= 2 ? 2 : 1;                                                          \
+            const int units = H - j >= 2 && TILE_MAX >= 8 ? 2 : 1;                                         \
             for (int q = 0; q < 4 * units; ++q) {                                                          \
                 const long row = (q / units) * H + j + q % units;                                          \
                 a[q] = w + row * K; bias[q] = b[row]; o[q] = pre + row * BN;                               \
@@ -214,11 +233,11 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
         for (long j = 0; j < H; ++j) {                                                                     \
             const T *pi = pre + j * BN, *pf = pre + (H + j) * BN, *po = pre + (2 * H + j) * BN;            \
             const T *pg = pre + (3 * H + j) * BN, *cj = c + j * N + n0;                                    \
-            /* without act (no backward to come) the activations overwrite their pre-activations */     \
-            T *ai = act ? act + j * N + n0 : (T *)pi, *af = act ? act + (H + j) * N + n0 : (T *)pf;         \
+            /* without act (no backward to come) the activations overwrite their pre-activations */        \
+            T *ai = act ? act + j * N + n0 : (T *)pi, *af = act ? act + (H + j) * N + n0 : (T *)pf;        \
             T *ao = act ? act + (2 * H + j) * N + n0 : (T *)po, *ag = act ? act + (3 * H + j) * N + n0 : (T *)pg; \
             T *cn = c_new + j * N + n0, *hj = h_new + j * N + n0;                                          \
-            if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) FWD_CELL(T, SUFFIX) }       \
+            if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) FWD_CELL(T, SUFFIX) }         \
             else { _Pragma("omp simd") for (long n = 0; n < m; ++n) FWD_CELL(T, SUFFIX) }                  \
         }                                                                                                  \
     }                                                                                                      \
@@ -232,19 +251,19 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
                                  const T *restrict dc, T *restrict dx, T *restrict dh_prev,                \
                                  T *restrict dc_prev, T *restrict dw, T *restrict db, long I, long H, long N, \
                                  long threads) {                                                           \
-    typedef T V __attribute__((vector_size(64)));                                                          \
-    enum { BN = NV * (int)(64 / sizeof(T)) };                                                              \
+    typedef T V __attribute__((vector_size(VBYTES)));                                                      \
+    enum { BN = NV * (int)(VBYTES / sizeof(T)) };                                                          \
     const long K = I + H, G = 4 * H;                                                                       \
     const int nt = threads > 1 ? (int)threads : 1;                                                         \
     const long blocks = (N + BN - 1) / BN, S = G * K + G;  /* S: one thread's lane sums of dw, db */       \
-    V *sums = aligned_alloc(64, (size_t)nt * S * sizeof(V));                                               \
+    V *sums = alloc64((size_t)nt * S * sizeof(V));                                                         \
     if (!sums) return -1;                                                                                  \
     memset(sums, 0, (size_t)nt * S * sizeof(V));                                                           \
     int failed = 0;                                                                                        \
     _Pragma("omp parallel num_threads(nt) reduction(|: failed)")                                           \
     {                                                                                                      \
     /* local: dgates (G, BN), [x; h] (K, BN), dxh (K, BN), a zero row standing for a missing dh or dc */   \
-    T *dg = aligned_alloc(64, (size_t)(G + 2 * K + 1) * BN * sizeof(T));                                   \
+    T *dg = alloc64((size_t)(G + 2 * K + 1) * BN * sizeof(T));                                             \
     T *blk = dg ? dg + G * BN : 0, *dxh = blk ? blk + K * BN : 0, *zero = dxh ? dxh + K * BN : 0;          \
     V *dwl = sums + (long)thread_index() * S, *dbl = dwl + G * K;                                          \
     failed |= !dg;                                                                                         \
@@ -259,15 +278,15 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
         prefetch_##SUFFIX(dx, I, N, n0 + BN, 1); prefetch_##SUFFIX(dh_prev, H, N, n0 + BN, 1);             \
         if (dw) { prefetch_##SUFFIX(x, I, N, n0 + BN, 0); prefetch_##SUFFIX(h, H, N, n0 + BN, 0); }        \
         if (m < BN)  /* the last, short block: columns past m must read as zero */                         \
-            for (long r = 0; r < G; ++r) memset(dg + r * BN + m, 0, (size_t)(BN - m) * sizeof(T));        \
+            for (long r = 0; r < G; ++r) memset(dg + r * BN + m, 0, (size_t)(BN - m) * sizeof(T));         \
         for (long j = 0; j < H; ++j) {                                                                     \
             const long o0 = j * N + n0;                                                                    \
             const T *ai = act + o0, *af = act + H * N + o0, *ao = act + 2 * H * N + o0;                    \
-            const T *ag = act + 3 * H * N + o0, *cj = c + o0, *cn = c_new + o0;                           \
+            const T *ag = act + 3 * H * N + o0, *cj = c + o0, *cn = c_new + o0;                            \
             const T *dhj = dh ? dh + o0 : zero, *dcj = dc ? dc + o0 : zero;                                \
             T *di = dg + j * BN, *df = dg + (H + j) * BN, *dO = dg + (2 * H + j) * BN;                     \
             T *dgg = dg + (3 * H + j) * BN, *dcp = dc_prev + o0;                                           \
-            if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) BWD_CELL(T, SUFFIX) }       \
+            if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) BWD_CELL(T, SUFFIX) }         \
             else { _Pragma("omp simd") for (long n = 0; n < m; ++n) BWD_CELL(T, SUFFIX) }                  \
         }                                                                                                  \
         wt_times_##SUFFIX(w, K, G, dg, dxh);                                                               \
@@ -277,19 +296,19 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
             const V *gv = (const V *)dg, *xv = (const V *)blk;                                             \
             for (long r = 0; r < G; r += 4) {                                                              \
                 long k = 0;                                                                                \
-                for (; k + 4 <= K; k += 4) {                                                               \
-                    V s[4][4];                                                                             \
+                for (; k + DWQ <= K; k += DWQ) {                                                           \
+                    V s[4][DWQ];                                                                           \
                     _Pragma("GCC unroll 4")                                                                \
                     for (int p = 0; p < 4; ++p)                                                            \
-                        for (int q = 0; q < 4; ++q) s[p][q] = dwl[(r + p) * K + k + q];                    \
+                        for (int q = 0; q < DWQ; ++q) s[p][q] = dwl[(r + p) * K + k + q];                  \
                     for (int v = 0; v < NV; ++v) {                                                         \
                         _Pragma("GCC unroll 4")                                                            \
                         for (int p = 0; p < 4; ++p)                                                        \
-                            for (int q = 0; q < 4; ++q) s[p][q] += gv[(r + p) * NV + v] * xv[(k + q) * NV + v]; \
+                            for (int q = 0; q < DWQ; ++q) s[p][q] += gv[(r + p) * NV + v] * xv[(k + q) * NV + v]; \
                     }                                                                                      \
                     _Pragma("GCC unroll 4")                                                                \
                     for (int p = 0; p < 4; ++p)                                                            \
-                        for (int q = 0; q < 4; ++q) dwl[(r + p) * K + k + q] = s[p][q];                    \
+                        for (int q = 0; q < DWQ; ++q) dwl[(r + p) * K + k + q] = s[p][q];                  \
                 }                                                                                          \
                 for (; k < K; ++k)                                                                         \
                     for (int p = 0; p < 4; ++p)                                                            \
@@ -298,7 +317,7 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
         }                                                                                                  \
         if (db)                                                                                            \
             for (long r = 0; r < G; ++r)                                                                   \
-                for (int v = 0; v < NV; ++v) dbl[r] += ((const V *)dg)[r * NV + v];                       \
+                for (int v = 0; v < NV; ++v) dbl[r] += ((const V *)dg)[r * NV + v];                        \
     }                                                                                                      \
     free(dg);                                                                                              \
     }                                                                                                      \
@@ -306,13 +325,13 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
     for (long e = 0; e < (dw ? G * K : 0); ++e) {                                                          \
         T s = 0;                                                                                           \
         for (int t = 0; t < nt; ++t)                                                                       \
-            for (int l = 0; l < (int)(64 / sizeof(T)); ++l) s += sums[t * S + e][l];                       \
+            for (int l = 0; l < (int)(VBYTES / sizeof(T)); ++l) s += sums[t * S + e][l];                   \
         dw[e] = s;                                                                                         \
     }                                                                                                      \
     for (long r = 0; r < (db ? G : 0); ++r) {                                                              \
         T s = 0;                                                                                           \
         for (int t = 0; t < nt; ++t)                                                                       \
-            for (int l = 0; l < (int)(64 / sizeof(T)); ++l) s += sums[t * S + G * K + r][l];               \
+            for (int l = 0; l < (int)(VBYTES / sizeof(T)); ++l) s += sums[t * S + G * K + r][l];           \
         db[r] = s;                                                                                         \
     }                                                                                                      \
     free(sums);                                                                                            \
