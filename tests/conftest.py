@@ -138,15 +138,19 @@ def _stop_head(temp_dir: str) -> None:
 class Service:
     """``uvicorn services.api.main:app`` on 127.0.0.1 in its own process, as users start it."""
 
-    def __init__(self, env: dict[str, str], root):
-        self.env, self.root, self.proc = env, root, None
+    def __init__(self, env: dict[str, str], root, workers: int = 1):
+        import tempfile
+
+        self.env, self.root, self.proc, self.workers = env, root, None, workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False).name
 
     def start(self) -> "Service":
-        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "services.api.main:app", "--host", "127.0.0.1",
-                                      "--port", str(self.port)], cwd=self.root, env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        with open(self.log, "ab") as log:  # a file, not a pipe: a pipe nobody reads would block the server
+            self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "services.api.main:app", "--host",
+                                          "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)],
+                                         cwd=self.root, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -155,12 +159,27 @@ class Service:
             except httpx.HTTPError:
                 time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"service did not start: {self.proc.stderr.read()[-3000:]}")
+        raise RuntimeError(f"service did not start: {self.logs()[-3000:]}")
+
+    def logs(self) -> str:
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown of any kind."""
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120)

@@ -2,7 +2,8 @@
 
 The file's step is the single-tensor program of ``l2o.optim.codegen`` (the one the native kernel is
 also rendered from), so it takes the same steps as ``SymbolicOptimizer``; its docstring carries the
-rule in LaTeX and the state it keeps.
+rule in LaTeX and the state it keeps. Nothing but the parsed rule becomes code; text such as the
+provenance enters the docstring only in a restricted alphabet (``plain``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ class {name}(torch.optim.Optimizer):
 '''
 
 
+_PLAIN = re.compile(r"[^A-Za-z0-9 ._,:;=+\-*/()\[\]{}^<>|~@#%&!?]")
+
+
+def plain(text: str, limit: int = 200) -> str:
+    """``text`` as it may stand in the generated docstring: a restricted alphabet (no quotes, no
+    backslashes, no line breaks), so that no value can end the docstring or the file's code."""
+    return _PLAIN.sub("?", str(text))[:limit]
+
+
 def class_name(text: str) -> str:
     name = re.sub(r"\W", "", text)
     if not name or not name[0].isalpha() or keyword.iskeyword(name):
@@ -92,10 +102,12 @@ def export_optimizer(equation: Equation | sp.Expr, name: str = "SymbolicRule", b
                         "dtype=p.dtype, device=p.device)")
         else:
             init.append(f"{pad}state[{key!r}] = torch.zeros_like(p)")
-    provenance = ", ".join(f"{k}: {v}" for k, v in eq.meta.items() if isinstance(v, (str, int, float)))
+    provenance = ", ".join(f"{plain(k, 40)}: {plain(v)}" for k, v in eq.meta.items()
+                           if isinstance(v, (str, int, float)))
     return _TEMPLATE.format(
-        title=title or f"{class_name(name)}: a symbolic update rule",
-        text=eq.text, latex=sp.latex(round_floats(eq.expr, 4)), beta=beta, eps=eps,
+        title=plain(title) if title else f"{class_name(name)}: a symbolic update rule",
+        text=plain(eq.text, 100_000), latex=sp.latex(round_floats(eq.expr, 4)).replace('"', "'"),
+        beta=float(beta), eps=float(eps),
         state=", ".join(plan.state_keys) or "none besides the step count",
         provenance=f"Provenance: {provenance}.\n" if provenance else "",
         name=class_name(name), init="\n".join(init) or f"{pad}pass",

@@ -52,13 +52,18 @@ def read_access(request: Request, settings: SettingsDep,
         _check(request, credentials)
 
 
-def ray_jobs(settings: SettingsDep):
-    """A ``JobSubmissionClient`` for ``RAY_ADDRESS``; 503 when Ray is not reachable."""
-    from ray.job_submission import JobSubmissionClient
+def ray_client(settings: Settings):
+    """A Jobs API client for ``RAY_ADDRESS`` whose every call has ``ray_timeout_s``; 503 when Ray is not set
+    or does not answer."""
+    from services.api.ray_client import RayUnavailable, TimedJobClient
 
     if not settings.ray_address:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "RAY_ADDRESS is not set: no Ray cluster to submit to")
     try:
-        return JobSubmissionClient(settings.ray_address)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Ray at {settings.ray_address} is unreachable: {err}")
+        return TimedJobClient(settings.ray_address, settings.ray_timeout_s)
+    except RayUnavailable as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err), headers={"Retry-After": "10"}) from err
+
+
+def ray_jobs(settings: SettingsDep):
+    return ray_client(settings)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.api.db import Database
+from services.api.guard import RequestGuard
 from services.api.routers import distill, equations, health, jobs, pages
 from services.api.settings import Settings, get_settings
 
@@ -27,17 +28,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = Database(settings.db_url)
     app.state.token = settings.token()  # the setting, or the token file (created now when missing)
-    body_limit = int(settings.max_upload_mb * 2**20) + 2**20  # an upload plus its form fields
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        """Refuse bodies declared too large before reading them (413), on every endpoint."""
-        declared = request.headers.get("content-length")
-        limit = body_limit if request.url.path == "/distill" else 2**20
-        if declared and declared.isdigit() and int(declared) > limit:
-            return JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413,
-                                headers={"Connection": "close"})
-        return await call_next(request)
+    # the token and the body's size are checked before routing, whatever the framing (services.api.guard)
+    app.add_middleware(RequestGuard, token=app.state.token, read_open=settings.read_open,
+                       upload_limit=int(settings.max_upload_mb * 2**20) + 2**20)  # an upload and its form fields
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

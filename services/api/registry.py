@@ -1,11 +1,23 @@
-"""Registering equations (no duplicates) and drawing them: rendered math (SVG) and Pareto fronts (PNG)."""
+"""Registering equations (no duplicates) and drawing them: rendered math (SVG) and Pareto fronts (PNG).
+
+Registration is idempotent under the table's unique constraint: two requests racing to register the same
+rule for the same source and task get the same row. Drawings are rendered once per equation and kept
+under ``<storage>/service/render``; concurrent first requests wait for one render.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import tempfile
+import textwrap
+import threading
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from l2o.expr import Equation
@@ -17,47 +29,81 @@ def register(session: Session, eq: Equation, source_model: str = "", task: str =
              ) -> tuple[EquationRow, bool]:
     """The row of ``eq`` for this source and task, created if new; True when it was created."""
     text = eq.text
-    row = session.scalar(select(EquationRow).where(EquationRow.text == text, EquationRow.source_model == source_model,
-                                                   EquationRow.task == task))
+    query = select(EquationRow).where(EquationRow.text == text, EquationRow.source_model == source_model,
+                                      EquationRow.task == task)
+    row = session.scalar(query)
     if row is not None:
         return row, False
     row = EquationRow(text=text, latex=eq.latex(), complexity=eq.complexity, r2=eq.to_dict()["r2"],
                       source_model=source_model, task=task, provenance=provenance or dict(eq.meta),
                       pareto_front=pareto_front or [])
     session.add(row)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # registered by a request that raced this one: theirs is the row
+        session.rollback()
+        return session.scalar(query), False
     return row, True
 
 
+_render_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+MAX_TYPESET_CHARS = 1500  # longer LaTeX is shown as text: mathtext takes seconds on a few hundred terms
+
+
+def cached_render(service_dir: Path, suffix: str, key: str, render) -> bytes:
+    """``render(key)``'s bytes, rendered once and kept on disk under a hash of ``key``."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    path = service_dir / "render" / f"{digest}.{suffix}"
+    if path.is_file():
+        return path.read_bytes()
+    with _locks_guard:
+        lock = _render_locks.setdefault(digest, threading.Lock())
+    with lock:
+        if not path.is_file():
+            data = render(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest}.")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+            return data
+    return path.read_bytes()
+
+
 def _figure(width: float, height: float):
-    import matplotlib
+    """A figure outside pyplot's global state (requests render in several threads at once)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return Figure(figsize=(width, height), dpi=100)
 
-    return plt, plt.figure(figsize=(width, height), dpi=100)
+
+def _save(fig, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, **kwargs)
+    return buf.getvalue()
 
 
 def math_svg(latex: str) -> bytes:
-    """The equation typeset by matplotlib's mathtext (no TeX, no network) as SVG."""
-    plt, fig = _figure(8, 0.8)
-    try:
+    """The equation typeset by matplotlib's mathtext (no TeX, no network) as SVG; LaTeX too long to typeset
+    quickly, or that mathtext cannot typeset, is drawn as its source."""
+    if len(latex) <= MAX_TYPESET_CHARS:
+        fig = _figure(8, 0.8)
         fig.text(0.01, 0.5, f"${latex}$", fontsize=15, va="center")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight", transparent=True)
-    except ValueError:  # a construct mathtext cannot typeset: show the LaTeX source instead
-        plt.close(fig)
-        plt, fig = _figure(8, 0.8)
-        fig.text(0.01, 0.5, latex, fontsize=11, va="center", family="monospace")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight", transparent=True)
-    plt.close(fig)
-    return buf.getvalue()
+        try:
+            return _save(fig, "svg", bbox_inches="tight", transparent=True)
+        except ValueError:  # a construct mathtext cannot typeset
+            pass
+    fig = _figure(8, 0.8)
+    shown = latex if len(latex) <= MAX_TYPESET_CHARS else latex[:MAX_TYPESET_CHARS] + " …"
+    fig.text(0.01, 0.5, "\n".join(textwrap.wrap(shown.replace("$", ""), 120)), fontsize=9, va="center",
+             family="monospace")
+    return _save(fig, "svg", bbox_inches="tight", transparent=True)
 
 
 def pareto_png(front: list[dict[str, Any]], chosen: str, title: str) -> bytes:
     """Held-out R² (and training loss) against complexity; the chosen equation marked."""
-    plt, fig = _figure(6, 3.6)
+    fig = _figure(6, 3.6)
     ax = fig.add_subplot()
     pts = sorted((e["complexity"], e.get("r2")) for e in front if e.get("r2") is not None)
     if pts:
@@ -69,7 +115,4 @@ def pareto_png(front: list[dict[str, Any]], chosen: str, title: str) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _save(fig, "png")

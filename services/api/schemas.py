@@ -8,7 +8,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 JobKind = Literal["meta_train", "generate", "distill", "pipeline"]
+
+
+class Problem(BaseModel):
+    """An error: ``detail`` says what was wrong (a text, or the list of validation errors)."""
+
+    detail: Any
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no valid bearer token"},
+    404: {"model": Problem, "description": "no such resource"},
+    409: {"model": Problem, "description": "the resource's state does not allow it"},
+    413: {"model": Problem, "description": "request body too large"},
+    422: {"model": Problem, "description": "invalid input"},
+    429: {"model": Problem, "description": "busy: try again later"},
+    503: {"model": Problem, "description": "Ray (or the engine) is unavailable"},
+}
 MAX_EQUATION_CHARS = 10_000
+NAME_PATTERN = r"^[A-Za-z0-9_.:+/-]*$"  # names of sources and tasks: nothing a generated file could run
 
 
 class JobCreate(BaseModel):
@@ -39,8 +57,8 @@ class JobDetail(JobOut):
 class EquationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     equation: str = Field(max_length=MAX_EQUATION_CHARS, description="the rule, e.g. -0.01*tanh(mt_0)")
-    source_model: str = Field(default="", max_length=64)
-    task: str = Field(default="", max_length=64)
+    source_model: str = Field(default="", max_length=64, pattern=NAME_PATTERN)
+    task: str = Field(default="", max_length=64, pattern=NAME_PATTERN)
     r2: float | None = Field(default=None, ge=-1e12, le=1.0, allow_inf_nan=False)
     provenance: dict[str, Any] = Field(default_factory=dict)
 

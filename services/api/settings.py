@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +29,12 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=50.0, description="largest /distill upload (L2O_MAX_UPLOAD_MB)")
     sync_distill_rows: int = Field(default=20_000, description="/distill runs in the request up to this many rows")
     sync_distill_seconds: float = Field(default=60.0, description="time bound of a synchronous /distill")
+    sync_distill_concurrency: int = Field(default=1, ge=1, description="synchronous /distill searches at once; "
+                                                                      "others wait up to sync_distill_seconds, then 429")
+    max_upload_cells: int = Field(default=10_000_000, ge=1, description="rows × columns an upload may hold, once "
+                                                                       "decompressed (L2O_MAX_UPLOAD_CELLS)")
+    ray_timeout_s: float = Field(default=10.0, gt=0, description="timeout of every call to Ray's Jobs API, seconds")
+    parse_timeout_s: float = Field(default=5.0, gt=0, description="time limit of parsing one equation, seconds")
     job_working_dir: str = Field(default_factory=lambda: str(Path(__file__).resolve().parents[2]),
                                  description="working_dir of submitted jobs: the project (L2O_JOB_WORKING_DIR)")
 
@@ -53,9 +60,21 @@ class Settings(BaseSettings):
             return self.api_token
         path = self.service_dir / "api_token"
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(32))
-            os.chmod(path, 0o600)
-        return path.read_text().strip()
+            # Written to a private temporary file (mode 600 from its creation), then linked into place: the
+            # link fails if another worker got there first, and then every worker reads that one token.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".api_token.")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_urlsafe(32))
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        token = path.read_text().strip()
+        if not token:
+            raise RuntimeError(f"{path} is empty; remove it to have a token generated, or set L2O_API_TOKEN")
+        return token
 
 
 @lru_cache

@@ -1,4 +1,11 @@
-"""Reading uploaded datasets (Parquet, CSV, NPZ) safely: bounded size, numeric finite columns, plain names."""
+"""Reading uploaded datasets (Parquet, CSV, NPZ) safely: bounded size, numeric finite columns, plain names.
+
+Sizes are counted as the bytes arrive (``read_limited``; ``services.api.guard`` bounds the whole body),
+and what a file would expand to is checked from its own metadata before it is decoded: a Parquet file's
+row and column counts, an NPZ member's uncompressed size and array shape, a CSV's header and line count.
+At most ``max_cells`` values (rows × columns) are ever decoded. Parsing is CPU work: the service runs it
+in a worker thread, off the event loop.
+"""
 
 from __future__ import annotations
 
@@ -29,15 +36,61 @@ async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_table(data: bytes, filename: str) -> pd.DataFrame:
+def _too_big(rows: int, columns: int, max_cells: int) -> None:
+    if columns > MAX_COLUMNS + 1:
+        raise _bad(f"at most {MAX_COLUMNS} feature columns besides the target, got {columns - 1}")
+    if rows * max(columns, 1) > max_cells:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"the table holds {rows} × {columns} values, more than {max_cells} (L2O_MAX_UPLOAD_CELLS)")
+
+
+def _check_parquet(data: bytes, max_cells: int) -> None:
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    _too_big(meta.num_rows, meta.num_columns, max_cells)
+    expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if expanded > 16 * max_cells:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"the table expands to {expanded} bytes")
+
+
+def _check_npz(data: bytes, max_cells: int) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for info in z.infolist():
+            if info.file_size > 8 * max_cells + 4096:  # float64 values and a .npy header
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                    f"{info.filename} expands to {info.file_size} bytes, more than the "
+                                    f"{max_cells} values an upload may hold")
+            with z.open(info) as f:
+                if info.filename.endswith(".npy"):
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, _ = read(f)
+                    if int(np.prod(shape, dtype=np.int64)) > max_cells:
+                        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                            f"{info.filename} holds more than {max_cells} values")
+
+
+def _check_csv(data: bytes, max_cells: int) -> None:
+    header = data[:data.find(b"\n")] if b"\n" in data else data
+    _too_big(max(data.count(b"\n"), 1), header.count(b",") + 1, max_cells)
+
+
+def parse_table(data: bytes, filename: str, max_cells: int = 10_000_000) -> pd.DataFrame:
     """A numeric frame from Parquet, CSV or NPZ (``X``, ``y`` and optional ``feature_names``; target ``y``)."""
     name = (filename or "").lower()
     try:
         if name.endswith((".parquet", ".pq")):
+            _check_parquet(data, max_cells)
             frame = pd.read_parquet(io.BytesIO(data))
         elif name.endswith(".csv"):
+            _check_csv(data, max_cells)
             frame = pd.read_csv(io.BytesIO(data))
         elif name.endswith(".npz"):
+            _check_npz(data, max_cells)
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 X, y = np.asarray(z["X"]), np.asarray(z["y"])
                 names = [str(n) for n in z["feature_names"]] if "feature_names" in z else [

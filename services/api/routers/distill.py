@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +24,7 @@ from services.api.db import JobRow
 from services.api.deps import SessionDep, SettingsDep, ray_jobs, require_token
 from services.api.registry import register
 from services.api.routers.jobs import submit, validate_config
-from services.api.schemas import DistillResult, EquationDetail
+from services.api.schemas import ERRORS, NAME_PATTERN, DistillResult, EquationDetail
 from services.api.uploads import features_and_target, parse_table, read_limited
 
 router = APIRouter(tags=["distill"])
@@ -81,15 +82,24 @@ def _distill(X, y, cols, config: SearchConfig):
     return chosen, candidates, searches
 
 
-@router.post("/distill", response_model=DistillResult, dependencies=[Depends(require_token)],
-             responses={413: {"description": "upload too large"}})
+_searching: anyio.CapacityLimiter | None = None  # synchronous searches at once (settings.sync_distill_concurrency)
+
+
+def _limiter(settings) -> anyio.CapacityLimiter:
+    global _searching
+    if _searching is None:
+        _searching = anyio.CapacityLimiter(settings.sync_distill_concurrency)
+    return _searching
+
+
+@router.post("/distill", response_model=DistillResult, dependencies=[Depends(require_token)], responses=ERRORS)
 async def distill(session: SessionDep, settings: SettingsDep,
                   file: Annotated[UploadFile | None, File(description="Parquet, CSV or NPZ")] = None,
                   dataset_id: Annotated[str | None, Form(max_length=200)] = None,
-                  target: Annotated[str, Form(max_length=64)] = "y",
+                  target: Annotated[str, Form(max_length=64, pattern=NAME_PATTERN)] = "y",
                   sr_settings: Annotated[str, Form(alias="settings", max_length=10_000)] = "{}",
-                  source_model: Annotated[str, Form(max_length=64)] = "",
-                  task: Annotated[str, Form(max_length=64)] = "") -> DistillResult:
+                  source_model: Annotated[str, Form(max_length=64, pattern=NAME_PATTERN)] = "",
+                  task: Annotated[str, Form(max_length=64, pattern=NAME_PATTERN)] = "") -> DistillResult:
     if (file is None) == (dataset_id is None):
         raise _unprocessable("give exactly one of file and dataset_id")
     if dataset_id is not None:  # a stored dataset: always a job
@@ -101,24 +111,38 @@ async def distill(session: SessionDep, settings: SettingsDep,
         return _as_job(session, settings, {"dataset": str(folder)}, config, rows=rows)
     config = search_config(sr_settings)
     data = await read_limited(file, int(settings.max_upload_mb * 2**20))
-    frame = parse_table(data, file.filename or "")
-    X, y, cols = features_and_target(frame, target)
+    frame, (X, y, cols) = await anyio.to_thread.run_sync(_table, data, file.filename or "", target,
+                                                         settings.max_upload_cells)
     if len(y) > settings.sync_distill_rows:
+        client = ray_jobs(settings)  # 503 before anything is written when Ray is not there
         folder = Path(settings.storage).expanduser() / "uploads" / uuid.uuid4().hex[:12]
-        folder.mkdir(parents=True)
-        frame[cols].assign(update=y).to_parquet(folder / "data.parquet", index=False)
-        (folder / "manifest.json").write_text(json.dumps({"feature_columns": cols, "model": source_model or "upload",
-                                                          "rows": len(y), "source": file.filename}))
-        upload = dataclasses.replace(config, columns=tuple(cols), target="update")  # the table's own columns
-        return _as_job(session, settings, {"dataset": str(folder)}, upload, rows=len(y))
+        try:
+            folder.mkdir(parents=True)
+            frame[cols].assign(update=y).to_parquet(folder / "data.parquet", index=False)
+            (folder / "manifest.json").write_text(json.dumps({"feature_columns": cols, "rows": len(y),
+                                                              "model": source_model or "upload",
+                                                              "source": file.filename}))
+            upload = dataclasses.replace(config, columns=tuple(cols), target="update")  # the table's own columns
+            return _as_job(session, settings, {"dataset": str(folder)}, upload, rows=len(y), client=client)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # a request that fails leaves nothing behind
+            raise
     bounded = search_config(sr_settings, time_bound=settings.sync_distill_seconds)
+    limiter = _limiter(settings)
     try:
-        with anyio.fail_after(settings.sync_distill_seconds * len(bounded.points(1)) + 30):
-            chosen, candidates, searches = await anyio.to_thread.run_sync(_distill, X, y, cols, bounded)
+        with anyio.fail_after(settings.sync_distill_seconds):  # the wait for a turn is bounded too
+            await limiter.acquire()
+    except TimeoutError:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "every synchronous search slot is busy",
+                            headers={"Retry-After": str(int(settings.sync_distill_seconds))}) from None
+    try:
+        chosen, candidates, searches = await anyio.to_thread.run_sync(_distill, X, y, cols, bounded)
     except (ValueError, TypeError) as err:  # settings the engine refuses
         raise _unprocessable(f"symbolic regression refused: {err}") from err
     except (ImportError, RuntimeError) as err:  # an engine that cannot run here (pysr without Julia)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"symbolic regression unavailable: {err}") from err
+    finally:
+        limiter.release()
     from l2o.expr import Equation, parse_equation
 
     eq = Equation(parse_equation(chosen["equation"]), r2=chosen["r2"])
@@ -130,9 +154,14 @@ async def distill(session: SessionDep, settings: SettingsDep,
     return DistillResult(mode="sync", equation=EquationDetail.model_validate(row), rows=len(y))
 
 
-def _as_job(session, settings, config: dict[str, Any], search: SearchConfig, rows: int) -> DistillResult:
+def _table(data: bytes, filename: str, target: str, max_cells: int):
+    frame = parse_table(data, filename, max_cells)
+    return frame, features_and_target(frame, target)
+
+
+def _as_job(session, settings, config: dict[str, Any], search: SearchConfig, rows: int, client=None) -> DistillResult:
     full = validate_config("distill", {**config, "search": to_dict(search)}, smoke=False)
-    job_id = submit(ray_jobs(settings), settings, "distill", full)
+    job_id = submit(client or ray_jobs(settings), settings, "distill", full)
     session.add(JobRow(id=job_id, kind="distill", config=full, status="PENDING"))
     session.commit()
     return DistillResult(mode="job", job_id=job_id, rows=rows)

@@ -9,9 +9,10 @@ from sqlalchemy import select
 
 from l2o.expr import Equation, EquationError, parse_equation
 from services.api.db import EquationRow
-from services.api.deps import SessionDep, get_or_404, read_access, require_token
-from services.api.registry import math_svg, pareto_png, register
-from services.api.schemas import EquationCreate, EquationDetail, EquationOut
+from services.api.deps import SessionDep, SettingsDep, get_or_404, read_access, require_token
+from services.api.parsing import bounded_parse
+from services.api.registry import cached_render, math_svg, pareto_png, register
+from services.api.schemas import ERRORS, EquationCreate, EquationDetail, EquationOut
 
 router = APIRouter(prefix="/equations", tags=["equations"])
 EquationId = Annotated[int, Path(ge=1, le=2**62)]
@@ -42,10 +43,12 @@ def get_equation(equation_id: EquationId, session: SessionDep) -> EquationRow:
 
 
 @router.post("", response_model=EquationDetail, status_code=status.HTTP_201_CREATED,
-             dependencies=[Depends(require_token)])
-def create_equation(body: EquationCreate, session: SessionDep, response: Response) -> EquationRow:
+             dependencies=[Depends(require_token)], responses={200: {"model": EquationDetail,
+                                                                     "description": "already registered"}, **ERRORS})
+def create_equation(body: EquationCreate, session: SessionDep, settings: SettingsDep,
+                    response: Response) -> EquationRow:
     try:
-        expr = parse_equation(body.equation)
+        expr = bounded_parse(body.equation, settings.parse_timeout_s)
     except EquationError as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"equation rejected: {err}") from err
     row, created = register(session, Equation(expr, r2=body.r2), body.source_model, body.task,
@@ -73,14 +76,18 @@ def optimizer_file(equation_id: EquationId, session: SessionDep) -> Response:
 
 @router.get("/{equation_id}/math.svg", dependencies=[Depends(read_access)], response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}}})
-def equation_math(equation_id: EquationId, session: SessionDep) -> Response:
-    return Response(math_svg(get_row(session, equation_id).latex), media_type="image/svg+xml")
+def equation_math(equation_id: EquationId, session: SessionDep, settings: SettingsDep) -> Response:
+    row = get_row(session, equation_id)
+    return Response(cached_render(settings.service_dir, "svg", row.latex, math_svg), media_type="image/svg+xml",
+                    headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/{equation_id}/pareto.png", dependencies=[Depends(read_access)], response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
-def equation_pareto(equation_id: EquationId, session: SessionDep) -> Response:
+def equation_pareto(equation_id: EquationId, session: SessionDep, settings: SettingsDep) -> Response:
     row = get_row(session, equation_id)
     if not row.pareto_front:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"equation {equation_id} has no Pareto front")
-    return Response(pareto_png(row.pareto_front, row.text, row.text), media_type="image/png")
+    png = cached_render(settings.service_dir, "png", f"{row.id}:{row.text}",
+                        lambda _: pareto_png(row.pareto_front, row.text, row.text))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})

@@ -12,7 +12,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-def healthz() -> Health:
+async def healthz() -> Health:
+    """On the event loop itself: it answers while every worker thread is busy."""
     return Health(status="ok")
 
 
@@ -30,7 +31,7 @@ def readyz(session: SessionDep, settings: SettingsDep, response: Response) -> He
         import httpx
 
         try:
-            r = httpx.get(f"{settings.ray_address.rstrip('/')}/api/version", timeout=5)
+            r = httpx.get(f"{settings.ray_address.rstrip('/')}/api/version", timeout=min(5.0, settings.ray_timeout_s))
             checks["ray"] = "ok" if r.status_code == 200 else f"error: HTTP {r.status_code}"
         except httpx.HTTPError as err:
             checks["ray"] = f"error: {type(err).__name__}"

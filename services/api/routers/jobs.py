@@ -13,12 +13,14 @@ from sqlalchemy import select
 
 from services.api.db import JobRow
 from services.api.deps import SessionDep, SettingsDep, get_or_404, ray_jobs, read_access, require_token
-from services.api.schemas import JobCreate, JobDetail, JobOut
+from services.api.ray_client import RayUnavailable, call
+from services.api.schemas import ERRORS, JobCreate, JobDetail, JobKind, JobOut
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 SCRIPTS = {"meta_train": "meta_train.py", "generate": "generate_dataset.py", "distill": "distill.py",
            "pipeline": "pipeline.py"}
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+UNKNOWN = "UNKNOWN"  # Ray did not answer about the job
 JobId = Annotated[str, Path(max_length=128)]
 
 
@@ -40,13 +42,14 @@ def validate_config(kind: str, config: dict[str, Any], smoke: bool) -> dict[str,
 
 
 def submit(client, settings, kind: str, full: dict[str, Any]) -> str:
+    """Submit a job whose config file is written first; a submission that fails leaves no file behind."""
     path = settings.service_dir / "configs" / f"{kind}-{uuid.uuid4().hex[:12]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(full, indent=1, default=str))
     entrypoint = shlex.join(["python", f"jobs/{SCRIPTS[kind]}", "--config", str(path), "--storage", settings.storage])
     try:
-        return client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": settings.job_working_dir})
-    except RuntimeError as err:  # e.g. "No available agent to submit job, please try again later"
+        return call(client.submit_job, entrypoint=entrypoint, runtime_env={"working_dir": settings.job_working_dir})
+    except RayUnavailable as err:  # e.g. "No available agent to submit job, please try again later"
         path.unlink(missing_ok=True)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Ray did not take the job: {err}",
                             headers={"Retry-After": "10"}) from err
@@ -56,19 +59,33 @@ def _ts(ms: int | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc) if ms else None
 
 
-def refresh(client, row: JobRow) -> None:
-    """Bring a row up to date with Ray (only while it is not finished)."""
+def refresh(client, row: JobRow) -> bool:
+    """Bring a row up to date with Ray while it is not finished; False when Ray did not answer, and the row
+    then reads UNKNOWN (until Ray answers again: it is not a final state)."""
     if row.status in TERMINAL:
-        return
+        return True
     try:
-        info = client.get_job_info(row.id)
-    except Exception as err:  # the Jobs API answers unknown ids and lost clusters with varied errors
-        row.message = f"status unavailable: {err}"[:2000]
-        return
+        info = call(client.get_job_info, row.id) if client is not None else None
+        if info is None:
+            raise RayUnavailable("Ray is unreachable")
+    except RayUnavailable as err:
+        row.status, row.message = UNKNOWN, f"status unavailable: {err}"[:2000]
+        return False
     row.status, row.message = str(info.status.value), info.message
     row.started, row.ended = _ts(info.start_time), _ts(info.end_time)
     if row.status in TERMINAL:
-        row.result = last_json(client.get_job_logs(row.id))
+        try:
+            row.result = last_json(call(client.get_job_logs, row.id))
+        except RayUnavailable:
+            row.result = None
+    return True
+
+
+def _client_or_none(settings):
+    try:
+        return ray_jobs(settings)
+    except HTTPException:  # Ray does not answer: the rows say so
+        return None
 
 
 def last_json(logs: str) -> dict[str, Any] | None:
@@ -82,7 +99,7 @@ def last_json(logs: str) -> dict[str, Any] | None:
 
 
 @router.post("", response_model=JobOut, status_code=status.HTTP_201_CREATED,
-             dependencies=[Depends(require_token)])
+             dependencies=[Depends(require_token)], responses=ERRORS)
 def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep, client=Depends(ray_jobs)) -> JobRow:
     full = validate_config(body.kind, body.config, body.smoke)
     job_id = submit(client, settings, body.kind, full)
@@ -92,43 +109,51 @@ def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep, clie
     return row
 
 
-@router.get("", response_model=list[JobOut], dependencies=[Depends(read_access)])
-def list_jobs(session: SessionDep, settings: SettingsDep, kind: str | None = None,
+@router.get("", response_model=list[JobOut], dependencies=[Depends(read_access)], responses=ERRORS)
+def list_jobs(session: SessionDep, settings: SettingsDep, kind: JobKind | None = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobRow]:
     query = select(JobRow).order_by(JobRow.created.desc()).limit(limit)
     if kind:
         query = query.where(JobRow.kind == kind)
     rows = list(session.scalars(query))
     if any(r.status not in TERMINAL for r in rows) and settings.ray_address:
-        client = ray_jobs(settings)
+        client = _client_or_none(settings)
         for r in rows:
-            refresh(client, r)
+            if not refresh(client, r):
+                client = None  # Ray did not answer: the rest read UNKNOWN without waiting again
         session.commit()
     return rows
 
 
-@router.get("/{job_id}", response_model=JobDetail, dependencies=[Depends(read_access)])
+@router.get("/{job_id}", response_model=JobDetail, dependencies=[Depends(read_access)], responses=ERRORS)
 def get_job(job_id: JobId, session: SessionDep, settings: SettingsDep,
             lines: Annotated[int, Query(ge=1, le=2000, description="log lines")] = 50) -> JobDetail:
     row = get_or_404(session, JobRow, job_id, "job")
     tail = ""
     if settings.ray_address:
-        client = ray_jobs(settings)
-        refresh(client, row)
+        client = _client_or_none(settings)
+        answered = refresh(client, row)
         session.commit()
         try:
-            tail = "\n".join(client.get_job_logs(job_id).splitlines()[-lines:])
-        except Exception as err:  # logs of a job the cluster no longer knows
+            if not answered:
+                raise RayUnavailable(row.message or "Ray is unreachable")
+            tail = "\n".join(call(client.get_job_logs, job_id).splitlines()[-lines:])
+        except RayUnavailable as err:  # logs of a job the cluster no longer knows
             tail = f"(logs unavailable: {err})"
     return JobDetail(**JobOut.model_validate(row).model_dump(), log_tail=tail,
                      dashboard=f"{settings.dashboard_url}/#/jobs/{job_id}" if settings.dashboard_url else None)
 
 
-@router.delete("/{job_id}", response_model=JobOut, dependencies=[Depends(require_token)])
+@router.delete("/{job_id}", response_model=JobOut, dependencies=[Depends(require_token)], responses=ERRORS)
 def stop_job(job_id: JobId, session: SessionDep, client=Depends(ray_jobs)) -> JobRow:
     row = get_or_404(session, JobRow, job_id, "job")
     if row.status not in TERMINAL:
-        client.stop_job(job_id)
+        try:
+            call(client.stop_job, job_id)
+        except RayUnavailable as err:  # a job the cluster no longer knows, or a cluster that stopped answering
+            refresh(client, row)
+            session.commit()
+            raise HTTPException(status.HTTP_409_CONFLICT, f"Ray could not stop job {job_id!r}: {err}") from err
         refresh(client, row)
         session.commit()
     return row
