@@ -1,14 +1,12 @@
-# The two commands of the README: `make demo` runs the main job offline at small scale, `make test` runs
+# The two commands of the README: `make demo` runs the whole method offline at small scale, `make test` runs
 # the tests. Both create .venv (with the pinned versions of constraints.txt) when it is missing.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 INSTALL_KIB ?= 7000000
-DEMO_STEPS ?= 1000
-DEMO_SEEDS ?= 5
-DEMO_MINUTES ?= 3
-DEMO_OUT ?= $(or $(L2O_STORAGE),$(HOME)/.l2o/storage)/demo
+DEMO_CONFIG ?= configs/demo.yaml
+DEMO_RUN ?= demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: install demo test clean
 
@@ -24,12 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 demo: $(STAMP)
-	$(PY) -m l2o meta-train --model rp --task mnist_mlp --max-minutes $(DEMO_MINUTES) --epochs 1000 \
-		--curriculum 100,200,500 --eval-every 4 --patience 3 --eval-seeds 2 --meta-lr 3e-3 \
-		--imitation-prob 0.2 --teacher-lr 3e-3 --out $(DEMO_OUT)/rp.pt
-	$(PY) -m l2o eval --task mnist_mlp --optimizer lstm:checkpoint=$(DEMO_OUT)/rp.pt --optimizer adam:lr=1e-3 \
-		--optimizer sgd:lr=0.1 --optimizer rmsprop:lr=1e-3 --tune adam --steps $(DEMO_STEPS) \
-		--seeds $(DEMO_SEEDS) --out $(DEMO_OUT)/eval
+	$(PY) -m l2o pipeline --config $(DEMO_CONFIG) --run-id $(DEMO_RUN)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup
