@@ -173,12 +173,16 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         lr: multiplier of the equation's output (1.0 applies the rule as written).
         beta, eps: the moment decay and denominator guard of the features (RNNprop: 0.95, 1e-8).
         impl: "single", "foreach", "compile", "native", or None (native on CPU where it builds, else foreach).
+        weight_decay: decoupled, as AdamW: each step first scales p by 1 - lr·weight_decay.
+        maximize: follow the gradient up (the rule sees -grad).
     """
 
     def __init__(self, params, equation: str | sp.Expr | Equation, lr: float = 1.0, beta: float = 0.95,
-                 eps: float = 1e-8, impl: str | None = None):
+                 eps: float = 1e-8, impl: str | None = None, weight_decay: float = 0.0, maximize: bool = False):
         if not (isinstance(lr, (int, float)) and lr >= 0):
             raise ValueError(f"invalid learning rate: {lr}")
+        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+            raise ValueError(f"invalid weight_decay: {weight_decay}")
         if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
         expr = as_expr(equation)
@@ -186,7 +190,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         self.rule = TorchExpression(expr)
         self.impl = impl
         self._flat: dict[int, FlatRule] = {}  # per param group, for the compile path
-        super().__init__(params, {"lr": float(lr)})
+        super().__init__(params, {"lr": float(lr), "weight_decay": float(weight_decay), "maximize": bool(maximize)})
 
     def _impl_for(self, params: list[torch.Tensor]) -> str:
         if self.impl:
@@ -207,6 +211,11 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             grads = [p.grad for p in params]
             if any(g.is_sparse for g in grads):
                 raise RuntimeError("SymbolicOptimizer does not support sparse gradients")
+            if group.get("maximize", False):
+                grads = torch._foreach_neg(grads)
+            decay = group["lr"] * group.get("weight_decay", 0.0)
+            if decay:  # decoupled, as AdamW: p <- p (1 - lr wd), then the rule's step
+                torch._foreach_mul_(params, 1.0 - decay)
             impl = self._impl_for(params)
             if impl == "compile":
                 if index not in self._flat:
