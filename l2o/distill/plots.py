@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from l2o.eval.report import save_figure
 from l2o.expr import Equation, predict
 
 
@@ -40,13 +41,7 @@ def response_plot(eq: Equation, X: np.ndarray, y: np.ndarray, columns: list[str]
     right.scatter(X[rows, 0], y[rows], s=3, alpha=0.3, label="learned optimizer (recorded)")
     right.scatter(X[rows, 0], pred, s=3, alpha=0.3, color="C3", label="equation on the same rows")
     right.set(xlabel=columns[0], ylabel="output", title=title[:70])
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, markerscale=3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, (left, right), path, markerscale=3)
 
 
 def candidates_plot(candidates: list[dict[str, Any]], chosen: int, path: Path) -> Path:
@@ -63,9 +58,4 @@ def candidates_plot(candidates: list[dict[str, Any]], chosen: int, path: Path) -
     ax.scatter([xs[chosen]], [ys[chosen]], s=160, facecolors="none", edgecolors="C3", label="chosen")
     ax.set(xlabel="complexity (nodes)", ylabel="final loss on meta_valid", yscale="log",
            title="selection by rollout")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, [ax], path)

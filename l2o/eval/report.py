@@ -60,8 +60,16 @@ def plot_curves(curves: Sequence[Curves], path: Path, title: str = "", log_y: bo
             ax.set_ylim(bottom=lowest / 10)
     n_seeds = max(len(c.seeds) for c in curves)
     ax.set(xlabel="step", ylabel="training loss", title=title or f"mean ± std over {n_seeds} seeds")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    return save_figure(fig, [ax], path)
+
+
+def save_figure(fig, axes, path: Path, **legend) -> Path:
+    """Grid and legend on each of ``axes``, then the figure written to ``path`` and closed."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, **legend)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
