@@ -29,9 +29,8 @@ RULE = "-0.005*tanh(mt_0/0.3) - 0.004*tanh(mt_1/0.3) - 0.002*tanh(gt_0/0.7)"
 
 
 def state_bytes(opt: torch.optim.Optimizer) -> int:
-    if isinstance(opt, LSTMOptimizer):
-        return sum(t.numel() * t.element_size() for s in opt.lstm_state for t in
-                   [*(v for v in s.features if isinstance(v, torch.Tensor)), *s.hidden])
+    if isinstance(opt, (LSTMOptimizer, SymbolicOptimizer)):
+        return opt.state_bytes()
     return sum(t.numel() * t.element_size() for st in opt.state.values() for t in st.values()
                if isinstance(t, torch.Tensor))
 

@@ -116,16 +116,14 @@ class PipelineJob:
 
     @classmethod
     def smoke(cls) -> dict[str, Any]:
+        train = MetaTrainJob.smoke()  # the stage jobs' smoke sizes, with what the whole method adds
+        meta = {k: v for k, v in train["meta"].items() if k != "unroll"}
+        record = {k: v for k, v in GenerateJob.smoke()["record"].items() if k != "windows_per_coord"}
         return {"pipeline": {
-            "task": {"name": "mnist_mlp", "options": {"batch_size": 32}},
-            "meta_train": {"epochs": 3, "epoch_len": 40, "eval_every": 1, "eval_seeds": 1},
-            "record": {"steps": 60, "seeds": [0, 1, 2, 3], "test_seeds": [4], "coords_per_tensor": 4, "window": 10},
-            "search": {"operators": [["add", "sub", "mul", "div", "tanh"]], "max_complexity": [8, 12],
-                       "population": [100], "generations": [20], "max_lag": 1},
-            "select": {"seeds": 1, "max_candidates": 6},
-            "meta_tune": {"epochs": 2, "epoch_len": 40, "eval_every": 1, "eval_seeds": 1},
-            "evaluate": {"steps": 100, "seeds": 2, "lr_grid": [1e-3, 1e-2]}},
-            "train": {"controller_poll_s": 0.2}}
+            "task": train["task"], "meta_train": meta, "record": {**record, "test_seeds": [4]},
+            "search": DistillJob.smoke()["search"], "select": {"seeds": 1, "max_candidates": 6},
+            "meta_tune": {**meta, "epochs": 2}, "evaluate": {"steps": 100, "seeds": 2, "lr_grid": [1e-3, 1e-2]}},
+            "train": train["train"]}
 
 
 JOBS = {"meta_train": MetaTrainJob, "generate": GenerateJob, "distill": DistillJob, "pipeline": PipelineJob}

@@ -57,7 +57,7 @@ def test_a_state_saved_with_one_chunking_resumes_under_another():
     for _ in range(3):
         step(opt, model)
         step(opt2, clone)
-    assert [s.hidden[0].shape[-1] for s in opt2.lstm_state] == [64, 1]
+    assert [s.hidden[0].shape[-1] for s in opt2.lstm_state[0]] == [64, 1]
     for a, b in zip(model.parameters(), clone.parameters()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="chunk_size"):
@@ -119,3 +119,49 @@ def test_meta_train_cli_then_eval_with_the_checkpoint(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
     assert summary[0]["label"].startswith("lstm(checkpoint=") and summary[0]["final_mean"] is not None
     assert OptimizerSpec.parse(f"lstm:checkpoint={ckpt}").build([torch.zeros(3)]).l2o.config.model == "rp"
+
+
+def test_lr_weight_decay_schedulers_and_groups_added_mid_run():
+    """A group's lr scales the LSTM's update and decoupled weight decay scales p by 1 - lr·wd before it; a
+    torch scheduler drives lr; a group added mid-run steps as a new optimizer of its own would. Checked in
+    float64 against the plain optimizer driven by hand."""
+    torch.manual_seed(0)
+    l2o = _l2o("rp")
+    start = [torch.randn(7, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)]
+    late_start = torch.randn(4, dtype=torch.float64)
+    ours, plain = [p.clone() for p in start], [p.clone() for p in start]
+    late, late_ref = late_start.clone(), late_start.clone()
+    opt = LSTMOptimizer(ours, l2o, lr=0.5, weight_decay=0.1)
+    ref, ref_late = LSTMOptimizer(plain, l2o), None
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    for k in range(6):
+        lr = opt.param_groups[0]["lr"]
+        assert lr == 0.5 * 0.5 ** (k // 2)
+        if k == 3:
+            opt.add_param_group({"params": [late], "lr": 2.0, "weight_decay": 0.0})
+            ref_late = LSTMOptimizer([late_ref], l2o)
+        before = [q.clone() for q in plain]
+        for p, q in zip(ours, plain):
+            p.grad = torch.sin(p * (k + 1))
+            q.grad = torch.sin(q * (k + 1))
+        ref.step()  # plain: p + u; ours must be p (1 - lr wd) + lr u
+        with torch.no_grad():
+            for q, b in zip(plain, before):
+                q.copy_(b * (1 - lr * 0.1) + lr * (q - b))
+        if ref_late is not None:
+            late.grad, late_ref.grad = torch.cos(late * k), torch.cos(late_ref * k)
+            b, late_lr = late_ref.clone(), opt.param_groups[1]["lr"]  # the scheduler halves it too
+            assert late_lr == (2.0 if k < 4 else 1.0)
+            ref_late.step()
+            with torch.no_grad():
+                late_ref.copy_(b + late_lr * (late_ref - b))
+        opt.step()
+        sched.step()
+    for p, q in zip([*ours, late], [*plain, late_ref]):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+    resumed = LSTMOptimizer([p.clone() for p in ours] + [late.clone()], l2o)
+    resumed.add_param_group({"params": [torch.zeros(1, dtype=torch.float64)]})
+    with pytest.raises(ValueError):
+        resumed.load_state_dict(opt.state_dict())  # a different group layout
+    with pytest.raises(ValueError, match="weight_decay"):
+        LSTMOptimizer(ours, l2o, weight_decay=-1.0)

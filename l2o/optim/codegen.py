@@ -26,30 +26,38 @@ def _lerp(st: MomentUpdate) -> sp.Expr:
     return o + (1 - st.decay) * (st.input - o)
 
 
+def _emit(plan: RulePlan, emitters: dict) -> list[str]:
+    """The program's lines: each statement through the emitter of its kind (one line or a list)."""
+    lines: list[str] = []
+    for st in plan.program:
+        out = emitters[type(st)](st)
+        lines += [out] if isinstance(out, str) else out
+    return lines
+
+
 def render_c(plan: RulePlan, expr: sp.Expr, ctype: str) -> str:
     """``void rule_<f32|f64>(long n, void **ptrs, const double *sc)``; see ``native_rule`` for the ABI."""
     T = ctype
     aliases = {real: float32 if ctype == "float" else float64}
     code = lambda e: sp.ccode(e, type_aliases=aliases)  # noqa: E731
-    args, body = ["P", "G"], [f"{T} k_g = G[i];"]
+    args = ["P", "G"]
     slots: dict[str, list[str]] = {f: [] for f in plan.history}  # per buffered feature: its read slots
-    for st in plan.program:
-        if isinstance(st, Load):
-            args.append(f"S_{st.key}")
-            body.append(f"{T} o_{st.key} = S_{st.key}[i];")
-        elif isinstance(st, Let):
-            body.append(f"{T} {st.var} = {code(st.expr)};")
-        elif isinstance(st, MomentUpdate):
-            body += [f"{T} n_{st.key} = {code(_lerp(st))};", f"S_{st.key}[i] = n_{st.key};"]
-        elif isinstance(st, Read):
-            slots[st.feature].append(f"H_{st.feature}_{st.lag}")
-            body.append(f"{T} {st.var} = H_{st.feature}_{st.lag}[i];")
-        elif isinstance(st, Rule):
-            body.append(f"{T} {st.var} = {code(_renamed(expr))};")
-        elif isinstance(st, Write):
-            body.append(f"W_{st.feature}[i] = {code(st.expr)};")
-        elif isinstance(st, Update):
-            body.append(f"P[i] += lr * {st.var};")
+
+    def load(st):
+        args.append(f"S_{st.key}")
+        return f"{T} o_{st.key} = S_{st.key}[i];"
+
+    def read(st):
+        slots[st.feature].append(f"H_{st.feature}_{st.lag}")
+        return f"{T} {st.var} = H_{st.feature}_{st.lag}[i];"
+
+    body = [f"{T} k_g = G[i];", *_emit(plan, {
+        Load: load, Read: read,
+        Let: lambda st: f"{T} {st.var} = {code(st.expr)};",
+        MomentUpdate: lambda st: [f"{T} n_{st.key} = {code(_lerp(st))};", f"S_{st.key}[i] = n_{st.key};"],
+        Rule: lambda st: f"{T} {st.var} = {code(_renamed(expr))};",
+        Write: lambda st: f"W_{st.feature}[i] = {code(st.expr)};",
+        Update: lambda st: f"P[i] += lr * {st.var};"})]
     # Read slots are passed per feature, then its write slot; slots may alias (the write slot is the
     # oldest one read), so they are not restrict.
     ordered = [name for f in plan.history for name in [*slots[f], f"W_{f}"]]
@@ -69,25 +77,20 @@ def render_torch(plan: RulePlan, expr: sp.Expr, indent: str) -> str:
     scope (the source needs ``import math``)."""
     scalars = plan.scalar_vars()
     code = lambda e: torch_code(e, name=str, scalars=scalars)  # noqa: E731
-    lines = ["k_g = g"]
-    for st in plan.program:
-        if isinstance(st, Load):
-            lines.append(f"o_{st.key} = state[{st.key!r}]")
-        elif isinstance(st, Let):
-            lines.append(f"{st.var} = {code(st.expr)}")
-        elif isinstance(st, MomentUpdate):
-            lines.append(f"state[{st.key!r}] = n_{st.key} = torch.lerp(o_{st.key}, {code(st.input)}, "
-                         f"{float(1 - st.decay)!r})")
-        elif isinstance(st, Read):
-            depth = plan.history[st.feature][1]
-            lines.append(f"{st.var} = state['hist_{st.feature}'][(t - {st.lag}) % {depth}]")
-        elif isinstance(st, Rule):
-            lines.append(f"{st.var} = {code(_renamed(expr))}")
-        elif isinstance(st, Write):
-            first, depth = plan.history[st.feature]
-            lines.append(f"state['hist_{st.feature}'][(t - {first} + 1) % {depth}] = {code(st.expr)}")
-        elif isinstance(st, Update):
-            lines.append(f"p.add_({st.var}, alpha=lr)")
+
+    def write(st):
+        first, depth = plan.history[st.feature]
+        return f"state['hist_{st.feature}'][(t - {first} + 1) % {depth}] = {code(st.expr)}"
+
+    lines = ["k_g = g", *_emit(plan, {
+        Load: lambda st: f"o_{st.key} = state[{st.key!r}]",
+        Let: lambda st: f"{st.var} = {code(st.expr)}",
+        MomentUpdate: lambda st: (f"state[{st.key!r}] = n_{st.key} = torch.lerp(o_{st.key}, {code(st.input)}, "
+                                  f"{float(1 - st.decay)!r})"),
+        Read: lambda st: f"{st.var} = state['hist_{st.feature}'][(t - {st.lag}) % {plan.history[st.feature][1]}]",
+        Rule: lambda st: f"{st.var} = {code(_renamed(expr))}",
+        Write: write,
+        Update: lambda st: f"p.add_({st.var}, alpha=lr)"})]
     return "\n".join(indent + line for line in lines)
 
 
@@ -103,28 +106,27 @@ def render_flat(plan: RulePlan, expr: sp.Expr) -> str:
     ``flat_arguments(plan)``."""
     code = lambda e: torch_code(e, name=str)  # noqa: E731 — every scalar is a 0-d tensor here
     b = plan.beta
-    lines = [f"c1 = 1.0 - {b!r} ** t", f"c0 = torch.where(t > 1.0, 1.0 - {b!r} ** (t - 1.0), 1.0)"]
     stores = []
-    for st in plan.program:
-        if isinstance(st, Load):
-            lines.append(f"o_{st.key} = S_{st.key}")
-        elif isinstance(st, Let):
-            lines.append(f"{st.var} = {code(st.expr)}")
-        elif isinstance(st, MomentUpdate):
-            lines.append(f"n_{st.key} = {code(_lerp(st))}")
-            stores.append(f"S_{st.key}.copy_(n_{st.key})")
-        elif isinstance(st, Read):
-            lines.append(f"{st.var} = H_{st.feature}_{st.lag}")
-        elif isinstance(st, Rule):
-            lines.append(f"{st.var} = {code(_renamed(expr))}")
-        elif isinstance(st, Write):
-            # A bare copy of one input into another is moved after the first input's own update by
-            # inductor (seen in torch 2.11 and 2.14); an arithmetic identity keeps the order.
-            value = code(st.expr)
-            value = f"{value} * 1.0" if value.isidentifier() else value
-            lines.append(f"H_{st.feature}_{plan.lags[st.feature][-1]}.copy_({value})")
-        elif isinstance(st, Update):
-            lines += [*stores, f"k_g.copy_(torch.broadcast_to({st.var}, k_g.shape))"]
+
+    def moment(st):
+        stores.append(f"S_{st.key}.copy_(n_{st.key})")
+        return f"n_{st.key} = {code(_lerp(st))}"
+
+    def write(st):
+        # A bare copy of one input into another is moved after the first input's own update by
+        # inductor (seen in torch 2.11 and 2.14); an arithmetic identity keeps the order.
+        value = code(st.expr)
+        value = f"{value} * 1.0" if value.isidentifier() else value
+        return f"H_{st.feature}_{plan.lags[st.feature][-1]}.copy_({value})"
+
+    lines = [f"c1 = 1.0 - {b!r} ** t", f"c0 = torch.where(t > 1.0, 1.0 - {b!r} ** (t - 1.0), 1.0)", *_emit(plan, {
+        Load: lambda st: f"o_{st.key} = S_{st.key}",
+        Let: lambda st: f"{st.var} = {code(st.expr)}",
+        MomentUpdate: moment,
+        Read: lambda st: f"{st.var} = H_{st.feature}_{st.lag}",
+        Rule: lambda st: f"{st.var} = {code(_renamed(expr))}",
+        Write: write,
+        Update: lambda st: [*stores, f"k_g.copy_(torch.broadcast_to({st.var}, k_g.shape))"]})]
     args = ", ".join(["k_g", "t", *flat_arguments(plan)])
     return f"def rule_flat({args}):\n" + "".join(f"    {line}\n" for line in lines)
 

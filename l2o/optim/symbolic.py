@@ -33,6 +33,7 @@ from l2o.features import RulePlan, features, features_foreach, write_history
 from l2o.meta.interface import LearnedOptimizer
 from l2o.optim import native_rule
 from l2o.optim.codegen import render_flat
+from l2o.optim.group import checked, closure_loss, decay
 
 IMPLS = ("single", "foreach", "compile", "native")
 
@@ -179,10 +180,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params, equation: str | sp.Expr | Equation, lr: float = 1.0, beta: float = 0.95,
                  eps: float = 1e-8, impl: str | None = None, weight_decay: float = 0.0, maximize: bool = False):
-        if not (isinstance(lr, (int, float)) and lr >= 0):
-            raise ValueError(f"invalid learning rate: {lr}")
-        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-            raise ValueError(f"invalid weight_decay: {weight_decay}")
+        defaults = checked(lr, weight_decay)
         if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
         expr = as_expr(equation)
@@ -190,7 +188,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         self.rule = TorchExpression(expr)
         self.impl = impl
         self._flat: dict[int, FlatRule] = {}  # per param group, for the compile path
-        super().__init__(params, {"lr": float(lr), "weight_decay": float(weight_decay), "maximize": bool(maximize)})
+        super().__init__(params, {**defaults, "maximize": bool(maximize)})
 
     def _impl_for(self, params: list[torch.Tensor]) -> str:
         if self.impl:
@@ -200,10 +198,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for index, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -213,9 +208,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
                 raise RuntimeError("SymbolicOptimizer does not support sparse gradients")
             if group.get("maximize", False):
                 grads = torch._foreach_neg(grads)
-            decay = group["lr"] * group.get("weight_decay", 0.0)
-            if decay:  # decoupled, as AdamW: p <- p (1 - lr wd), then the rule's step
-                torch._foreach_mul_(params, 1.0 - decay)
+            decay(params, group)
             impl = self._impl_for(params)
             if impl == "compile":
                 if index not in self._flat:
