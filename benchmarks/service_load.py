@@ -5,8 +5,8 @@ synchronous /distill uploads, with /healthz probed throughout.
 
 Without ``--url`` it starts ``uvicorn services.api.main:app`` on 127.0.0.1 over a fresh storage folder
 (no Ray: job endpoints are not part of the mix) and stops it at the end. Each client loops over a
-weighted mix of requests for the given time; a separate probe asks /healthz every 100 ms. Prints p50/p99
-latency per endpoint, throughput and status counts; the last line is one JSON object with
+weighted mix of requests for the given time; a probe in a process of its own asks /healthz every 100 ms.
+Prints p50/p99 latency per endpoint, throughput and status counts; the last line is one JSON object with
 ``requests``, ``errors_5xx``, ``errors_4xx``, ``throughput_rps`` and ``healthz_p99_ms``.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import socket
@@ -89,7 +90,8 @@ def client(url: str, token: str, until: float, seed: int, ids: list[int], result
                 results[kind].append((time.perf_counter() - t0, status))
 
 
-def probe(url: str, until: float, out: list[float]) -> None:
+def probe(url: str, until: float, out) -> None:
+    """In a process of its own, so its timings do not include waits for the clients' interpreter lock."""
     with httpx.Client(base_url=url, timeout=30) as c:
         while time.monotonic() < until:
             t0 = time.perf_counter()
@@ -132,6 +134,7 @@ def main() -> None:
     ap.add_argument("--url", default=None, help="a running service (default: start one)")
     ap.add_argument("--token", default="load-token", help="its bearer token")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--log", default=None, help="keep the started service's log at this path")
     args = ap.parse_args()
     proc, tmp = None, None
     url = args.url
@@ -148,21 +151,28 @@ def main() -> None:
                 r.raise_for_status()
                 ids.append(r.json()["id"])
         results: dict[str, list] = defaultdict(list)
-        lock, health = threading.Lock(), []
+        lock, manager = threading.Lock(), multiprocessing.get_context("spawn").Manager()
+        shared = manager.list()
         t0 = time.monotonic()
         until = t0 + args.seconds
         threads = [threading.Thread(target=client, args=(url, args.token, until, args.seed * 1000 + k, ids, results,
                                                          lock)) for k in range(args.clients)]
-        threads.append(threading.Thread(target=probe, args=(url, until, health)))
+        prober = multiprocessing.get_context("spawn").Process(target=probe, args=(url, until, shared))
+        prober.start()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        prober.join()
         elapsed = time.monotonic() - t0
+        health = list(shared)
+        manager.shutdown()
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
+            if args.log:
+                Path(args.log).write_bytes((Path(tmp.name) / "uvicorn.log").read_bytes())
             tmp.cleanup()
     total = sum(len(v) for v in results.values())
     counts = {k: defaultdict(int) for k in results}

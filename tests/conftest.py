@@ -87,7 +87,16 @@ def ray_head(tmp_path_factory):
 
     Tests that use it belong to the xdist group "ray", so that one worker runs them one after another.
     """
-    import subprocess
+    head, tmp = start_head()
+    try:
+        yield head
+    finally:
+        _stop_head(tmp)
+
+
+def start_head() -> tuple[dict, str]:
+    """A Ray head of its own (``cluster/local.sh up``) whose job agent answers, and its temp folder, which
+    ``_stop_head`` takes to stop it (or ``kill_head`` to kill it)."""
     import tempfile
     from pathlib import Path
 
@@ -105,14 +114,13 @@ def ray_head(tmp_path_factory):
         raise RuntimeError(f"cluster/local.sh up failed:\n{up.stdout[-2000:]}\n{up.stderr[-3000:]}")
     try:
         _wait_for_job_agent(f"http://127.0.0.1:{dash}")
-        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "root": root}
-    finally:
+    except BaseException:
         _stop_head(tmp)
+        raise
+    return {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "root": root}, tmp
 
 
-def _stop_head(temp_dir: str) -> None:
-    """Stop the processes of the head started with ``temp_dir`` — and only those (``ray stop`` would stop
-    every Ray instance on the machine, including another test's)."""
+def _head_processes(temp_dir: str) -> list:
     import psutil
 
     ours = []
@@ -122,6 +130,26 @@ def _stop_head(temp_dir: str) -> None:
                 ours += [proc, *proc.children(recursive=True)]
         except psutil.Error:
             continue
+    return ours
+
+
+def kill_head(temp_dir: str) -> None:
+    """SIGKILL every process of the head started with ``temp_dir``: the head dies, nothing shuts down."""
+    import psutil
+
+    for proc in _head_processes(temp_dir):
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+def _stop_head(temp_dir: str) -> None:
+    """Stop the processes of the head started with ``temp_dir`` — and only those (``ray stop`` would stop
+    every Ray instance on the machine, including another test's)."""
+    import psutil
+
+    ours = _head_processes(temp_dir)
     for proc in ours:
         try:
             proc.terminate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine
+from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -47,12 +47,29 @@ class EquationRow(Base):
 
 
 class Database:
-    def __init__(self, url: str):
-        args = {"check_same_thread": False} if url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(url, connect_args=args)
+    """The engine and its sessions. ``pool_size`` connections serve at once (as many as the request threads,
+    so a request does not wait for a connection another thread holds), and a request waits at most
+    ``pool_timeout`` seconds for one. SQLite runs in WAL mode, so readers never wait for a writer, and a
+    writer waits up to ``busy_timeout`` seconds for another."""
+
+    def __init__(self, url: str, pool_size: int = 40, pool_timeout: float = 10.0, busy_timeout: float = 10.0):
+        sqlite = url.startswith("sqlite")
+        args = {"check_same_thread": False, "timeout": busy_timeout} if sqlite else {}
+        pooled = {} if url in ("sqlite://", "sqlite:///:memory:") else {
+            "pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout}
+        self.engine: Engine = create_engine(url, connect_args=args, **pooled)
+        if sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Iterator[Session]:
         with self.sessions() as session:
             yield session
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # a killed process loses no commit; power loss may lose the last
+    cursor.close()

@@ -1,8 +1,8 @@
 """Registering equations (no duplicates) and drawing them: rendered math (SVG) and Pareto fronts (PNG).
 
 Registration is idempotent under the table's unique constraint: two requests racing to register the same
-rule for the same source and task get the same row. Drawings are rendered once per equation and kept
-under ``<storage>/service/render``; concurrent first requests wait for one render.
+rule for the same source and task get the same row. Drawings and exported optimizers are made once per
+equation and kept under ``<storage>/service/render``; concurrent first requests wait for one render.
 """
 
 from __future__ import annotations
@@ -69,6 +69,14 @@ def cached_render(service_dir: Path, suffix: str, key: str, render) -> bytes:
             os.replace(tmp, path)
             return data
     return path.read_bytes()
+
+
+def export_source(text: str, r2: float | None, meta: dict[str, Any], name: str) -> bytes:
+    """The downloadable ``optimizer.py`` of a registered rule."""
+    from l2o.expr import parse_equation
+    from l2o.optim.export import export_optimizer
+
+    return export_optimizer(Equation(parse_equation(text), r2=r2, meta=meta), name=name).encode()
 
 
 def _figure(width: float, height: float):

@@ -33,8 +33,14 @@ class Settings(BaseSettings):
                                                                       "others wait up to sync_distill_seconds, then 429")
     max_upload_cells: int = Field(default=10_000_000, ge=1, description="rows × columns an upload may hold, once "
                                                                        "decompressed (L2O_MAX_UPLOAD_CELLS)")
+    threads: int = Field(default=16, ge=1, description="request threads, and database connections, at once "
+                                                       "(L2O_THREADS)")
+    db_timeout_s: float = Field(default=10.0, gt=0, description="longest wait for a database connection or lock, "
+                                                                "seconds; then 503 (L2O_DB_TIMEOUT_S)")
     ray_timeout_s: float = Field(default=10.0, gt=0, description="timeout of every call to Ray's Jobs API, seconds")
     parse_timeout_s: float = Field(default=5.0, gt=0, description="time limit of parsing one equation, seconds")
+    render_timeout_s: float = Field(default=30.0, gt=0, description="time limit of typesetting, drawing or "
+                                                                    "exporting one equation, seconds; then 503")
     job_working_dir: str = Field(default_factory=lambda: str(Path(__file__).resolve().parents[2]),
                                  description="working_dir of submitted jobs: the project (L2O_JOB_WORKING_DIR)")
 

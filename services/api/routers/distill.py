@@ -26,6 +26,7 @@ from services.api.registry import register
 from services.api.routers.jobs import submit, validate_config
 from services.api.schemas import ERRORS, NAME_PATTERN, DistillResult, EquationDetail
 from services.api.uploads import features_and_target, parse_table, read_limited
+from services.api.workers import WorkTimeout, pool
 
 router = APIRouter(tags=["distill"])
 SR_KEYS = {"engine", "operators", "max_complexity", "population", "generations", "time_limit", "seed"}
@@ -108,25 +109,14 @@ async def distill(session: SessionDep, settings: SettingsDep,
         if "/" in dataset_id or ".." in dataset_id or not (folder / "manifest.json").is_file():
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no stored dataset {dataset_id!r}")
         rows = json.loads((folder / "manifest.json").read_text()).get("rows", 0)
-        return _as_job(session, settings, {"dataset": str(folder)}, config, rows=rows)
+        return await anyio.to_thread.run_sync(_as_job, session, settings, {"dataset": str(folder)}, config, rows)
     config = search_config(sr_settings)
     data = await read_limited(file, int(settings.max_upload_mb * 2**20))
     frame, (X, y, cols) = await anyio.to_thread.run_sync(_table, data, file.filename or "", target,
                                                          settings.max_upload_cells)
     if len(y) > settings.sync_distill_rows:
-        client = ray_jobs(settings)  # 503 before anything is written when Ray is not there
-        folder = Path(settings.storage).expanduser() / "uploads" / uuid.uuid4().hex[:12]
-        try:
-            folder.mkdir(parents=True)
-            frame[cols].assign(update=y).to_parquet(folder / "data.parquet", index=False)
-            (folder / "manifest.json").write_text(json.dumps({"feature_columns": cols, "rows": len(y),
-                                                              "model": source_model or "upload",
-                                                              "source": file.filename}))
-            upload = dataclasses.replace(config, columns=tuple(cols), target="update")  # the table's own columns
-            return _as_job(session, settings, {"dataset": str(folder)}, upload, rows=len(y), client=client)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)  # a request that fails leaves nothing behind
-            raise
+        return await anyio.to_thread.run_sync(_upload_job, session, settings, config, frame, cols, y,
+                                              source_model or "upload", file.filename)
     bounded = search_config(sr_settings, time_bound=settings.sync_distill_seconds)
     limiter = _limiter(settings)
     try:
@@ -136,22 +126,50 @@ async def distill(session: SessionDep, settings: SettingsDep,
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "every synchronous search slot is busy",
                             headers={"Retry-After": str(int(settings.sync_distill_seconds))}) from None
     try:
-        chosen, candidates, searches = await anyio.to_thread.run_sync(_distill, X, y, cols, bounded)
+        # in a worker process, stopped when constant fitting runs long past the search's own time bound
+        chosen, candidates, searches = await anyio.to_thread.run_sync(
+            pool("search", settings.sync_distill_concurrency).run, _distill, (X, y, cols, bounded),
+            settings.sync_distill_seconds + 15)
+    except WorkTimeout as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the search {err}",
+                            headers={"Retry-After": str(int(settings.sync_distill_seconds))}) from err
     except (ValueError, TypeError) as err:  # settings the engine refuses
         raise _unprocessable(f"symbolic regression refused: {err}") from err
     except (ImportError, RuntimeError) as err:  # an engine that cannot run here (pysr without Julia)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"symbolic regression unavailable: {err}") from err
     finally:
         limiter.release()
+    provenance = {"engine": bounded.engine, "settings": json.loads(sr_settings or "{}"), "rows": len(y),
+                  "columns": cols, "upload": file.filename, "searches": searches,
+                  "r2_search": chosen["r2_search"], "selection": "r2"}
+    front = [{k: c[k] for k in ("equation", "complexity", "r2", "latex")} for c in candidates]
+    row = await anyio.to_thread.run_sync(_register, session, chosen, source_model, task, provenance, front)
+    return DistillResult(mode="sync", equation=EquationDetail.model_validate(row), rows=len(y))
+
+
+def _register(session, chosen: dict[str, Any], source_model: str, task: str, provenance, front):
+    """The chosen equation's registry row (in a worker thread: the database is never used on the event loop)."""
     from l2o.expr import Equation, parse_equation
 
     eq = Equation(parse_equation(chosen["equation"]), r2=chosen["r2"])
-    row, _ = register(session, eq, source_model, task,
-                      {"engine": bounded.engine, "settings": json.loads(sr_settings or "{}"), "rows": len(y),
-                       "columns": cols, "upload": file.filename, "searches": searches,
-                       "r2_search": chosen["r2_search"], "selection": "r2"},
-                      [{k: c[k] for k in ("equation", "complexity", "r2", "latex")} for c in candidates])
-    return DistillResult(mode="sync", equation=EquationDetail.model_validate(row), rows=len(y))
+    return register(session, eq, source_model, task, provenance, front)[0]
+
+
+def _upload_job(session, settings, config: SearchConfig, frame, cols: list[str], y, model: str, source: str | None
+                ) -> DistillResult:
+    """A large upload kept under ``<storage>/uploads`` and distilled as a Ray job; nothing stays if that fails."""
+    client = ray_jobs(settings)  # 503 before anything is written when Ray is not there
+    folder = Path(settings.storage).expanduser() / "uploads" / uuid.uuid4().hex[:12]
+    try:
+        folder.mkdir(parents=True)
+        frame[cols].assign(update=y).to_parquet(folder / "data.parquet", index=False)
+        (folder / "manifest.json").write_text(json.dumps({"feature_columns": cols, "rows": len(y), "model": model,
+                                                          "source": source}))
+        upload = dataclasses.replace(config, columns=tuple(cols), target="update")  # the table's own columns
+        return _as_job(session, settings, {"dataset": str(folder)}, upload, len(y), client=client)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # a request that fails leaves nothing behind
+        raise
 
 
 def _table(data: bytes, filename: str, target: str, max_cells: int):

@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from sqlalchemy import select
 
-from l2o.expr import Equation, EquationError, parse_equation
+from l2o.expr import Equation, EquationError
 from services.api.db import EquationRow
 from services.api.deps import SessionDep, SettingsDep, get_or_404, read_access, require_token
-from services.api.parsing import bounded_parse
-from services.api.registry import cached_render, math_svg, pareto_png, register
+from services.api.registry import cached_render, export_source, math_svg, pareto_png, register
 from services.api.schemas import ERRORS, EquationCreate, EquationDetail, EquationOut
+from services.api.workers import WorkTimeout, bounded_parse, pool
 
 router = APIRouter(prefix="/equations", tags=["equations"])
 EquationId = Annotated[int, Path(ge=1, le=2**62)]
@@ -60,25 +60,33 @@ def create_equation(body: EquationCreate, session: SessionDep, settings: Setting
 
 @router.get("/{equation_id}/optimizer.py", dependencies=[Depends(read_access)],
             response_class=Response, responses={200: {"content": {"text/x-python": {}}}})
-def optimizer_file(equation_id: EquationId, session: SessionDep) -> Response:
-    from l2o.optim.export import export_optimizer
-
+def optimizer_file(equation_id: EquationId, session: SessionDep, settings: SettingsDep) -> Response:
     row = get_row(session, equation_id)
-    try:
-        source = export_optimizer(Equation(parse_equation(row.text), r2=row.r2,
-                                           meta={"registry_id": row.id, "source_model": row.source_model,
-                                                 "task": row.task}), name=f"Equation{row.id}Optimizer")
+    meta = {"registry_id": row.id, "source_model": row.source_model, "task": row.task}
+    args = (row.text, row.r2, meta, f"Equation{row.id}Optimizer")
+    try:  # generated once per row, like the drawings
+        source = _made(settings, "py", f"{row.id}:{row.text}:{row.r2}:{meta}", export_source, args)
     except ValueError as err:  # variables that are not <feature>_<lag>: not an update rule
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not an update rule: {err}") from err
     return Response(source, media_type="text/x-python",
                     headers={"Content-Disposition": f'attachment; filename="equation_{row.id}_optimizer.py"'})
 
 
+def _made(settings, suffix: str, key: str, fn, args: tuple) -> bytes:
+    """``fn(*args)``'s bytes, made once in a worker process (``render_timeout_s``) and kept."""
+    try:
+        return cached_render(settings.service_dir, suffix, key,
+                             lambda _: pool("render").run(fn, args, settings.render_timeout_s))
+    except WorkTimeout as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"rendering {err}",
+                            headers={"Retry-After": "10"}) from err
+
+
 @router.get("/{equation_id}/math.svg", dependencies=[Depends(read_access)], response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}}})
 def equation_math(equation_id: EquationId, session: SessionDep, settings: SettingsDep) -> Response:
     row = get_row(session, equation_id)
-    return Response(cached_render(settings.service_dir, "svg", row.latex, math_svg), media_type="image/svg+xml",
+    return Response(_made(settings, "svg", row.latex, math_svg, (row.latex,)), media_type="image/svg+xml",
                     headers={"Cache-Control": "public, max-age=86400"})
 
 
@@ -88,6 +96,5 @@ def equation_pareto(equation_id: EquationId, session: SessionDep, settings: Sett
     row = get_row(session, equation_id)
     if not row.pareto_front:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"equation {equation_id} has no Pareto front")
-    png = cached_render(settings.service_dir, "png", f"{row.id}:{row.text}",
-                        lambda _: pareto_png(row.pareto_front, row.text, row.text))
+    png = _made(settings, "png", f"{row.id}:{row.text}", pareto_png, (row.pareto_front, row.text, row.text))
     return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
