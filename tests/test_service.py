@@ -170,15 +170,18 @@ def test_restart_keeps_jobs_and_equations_without_duplicates(service):
         assert [e["complexity"] for e in ordered] == sorted(e["complexity"] for e in ordered)
 
 
-def test_openapi_fuzz_finds_no_server_errors(service, tmp_path):
+def test_openapi_fuzz_passes_every_check(service, tmp_path):
     """Schemathesis drives every operation but job submission (a valid generated config would start a real,
     full-size Ray job; submission has its own tests above) with generated valid and invalid requests, in
-    its coverage, fuzzing and stateful phases; no answer may be a 5xx."""
+    its coverage, fuzzing and stateful phases, under all its checks (server errors, status codes, response
+    schemas and headers, content types, auth, Allow, acceptance of invalid data) but one: the acceptance of
+    schema-valid data, since what an upload or a rule must be (a table's format, an equation's grammar)
+    is more than JSON Schema can state, and such input rightly gets 422."""
     exe = shutil.which("schemathesis", path=os.path.dirname(sys.executable))
     if exe is None:
         pytest.skip("schemathesis is not installed (part of the dev extra)")
     result = subprocess.run([exe, "run", f"{service.url}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
-                             "--checks", "not_a_server_error", "--max-examples", "25",
+                             "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-examples", "25",
                              "--exclude-operation-id", "create_job_jobs_post",
                              "--request-timeout", "60", "--workers", "1"],
                             capture_output=True, text=True, timeout=900, env=service.env, cwd=tmp_path)

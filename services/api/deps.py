@@ -46,10 +46,12 @@ def require_token(request: Request,
     _check(request, credentials)
 
 
-def read_access(request: Request, settings: SettingsDep,
-                credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+def read_access(request: Request, settings: SettingsDep) -> None:
+    """Reads are open by default (``L2O_READ_OPEN``), so the schema does not mark them as secured."""
     if not settings.read_open:
-        _check(request, credentials)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        _check(request, HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
+               if scheme.lower() == "bearer" and token.strip() else None)
 
 
 def ray_client(settings: Settings):

@@ -11,10 +11,11 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
+from starlette.routing import Match
 
 from services.api import workers
 from services.api.db import Database
@@ -29,8 +30,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI):
         # request threads: fewer contenders for the interpreter lock keep the event loop answering
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        for name, processes in (("parse", 2), ("render", 2), ("search", settings.sync_distill_concurrency)):
-            workers.pool(name, processes).start()  # their imports run while the service starts answering
+        pools = [workers.pool(name, processes) for name, processes in
+                 (("parse", 2), ("render", 2), ("search", settings.sync_distill_concurrency))]
+        for p in pools:
+            p.start()  # the pools import their modules side by side
+        for p in pools:  # the service answers once its workers can take work
+            await anyio.to_thread.run_sync(p.ready)
         yield
         workers.close()  # the worker processes end with the service
 
@@ -62,6 +67,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (health, jobs, distill, equations, pages):
         app.include_router(module.router)
+
+    @app.options("/{path:path}", include_in_schema=False)
+    def options(path: str, request: Request) -> Response:
+        """204 with ``Allow``: the methods of every route at this path (Starlette's 405 names one route's)."""
+        allowed = {method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+                   if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in app.routes)}
+        if not allowed:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return Response(status_code=204, headers={"Allow": ", ".join(sorted(allowed | {"OPTIONS"}))})
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     return app
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 JobKind = Literal["meta_train", "generate", "distill", "pipeline"]
 
@@ -17,6 +17,7 @@ class Problem(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "malformed request (for instance invalid multipart data)"},
     401: {"model": Problem, "description": "no valid bearer token"},
     404: {"model": Problem, "description": "no such resource"},
     409: {"model": Problem, "description": "the resource's state does not allow it"},
@@ -36,6 +37,14 @@ class JobCreate(BaseModel):
     smoke: bool = Field(default=False, description="start from the job's smallest real size")
 
 
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Times are stored in UTC; SQLite gives them back without their zone."""
+    return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+UTC = Annotated[dt.datetime, AfterValidator(_utc)]
+
+
 class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
@@ -43,9 +52,9 @@ class JobOut(BaseModel):
     status: str
     config: dict[str, Any]
     message: str | None = None
-    created: dt.datetime
-    started: dt.datetime | None = None
-    ended: dt.datetime | None = None
+    created: UTC
+    started: UTC | None = None
+    ended: UTC | None = None
     result: dict[str, Any] | None = None
 
 
@@ -55,8 +64,8 @@ class JobDetail(JobOut):
 
 
 class EquationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    equation: str = Field(max_length=MAX_EQUATION_CHARS, description="the rule, e.g. -0.01*tanh(mt_0)")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "0.5" is not a number
+    equation: str = Field(min_length=1, max_length=MAX_EQUATION_CHARS, description="the rule, e.g. -0.01*tanh(mt_0)")
     source_model: str = Field(default="", max_length=64, pattern=NAME_PATTERN)
     task: str = Field(default="", max_length=64, pattern=NAME_PATTERN)
     r2: float | None = Field(default=None, ge=-1e12, le=1.0, allow_inf_nan=False)
@@ -72,7 +81,7 @@ class EquationOut(BaseModel):
     r2: float | None
     source_model: str
     task: str
-    created: dt.datetime
+    created: UTC
 
 
 class EquationDetail(EquationOut):

@@ -44,14 +44,19 @@ class WorkerPool:
                 self._ready = self._pool.apply_async(int)  # answered once a worker has started
             return self._pool, self._ready
 
-    def run(self, fn: Callable, args: tuple, seconds: float) -> Any:
-        """``fn(*args)`` in a worker; its exception is raised here; ``WorkTimeout`` past ``seconds``."""
+    def ready(self):
+        """The started pool, once a worker has imported its modules; ``WorkTimeout`` past ``start_s``."""
         pool, ready = self.start()
         try:
             ready.get(timeout=self.start_s)
         except multiprocessing.TimeoutError:
             self._end(pool)
             raise WorkTimeout(f"did not start in {self.start_s:g} s") from None
+        return pool
+
+    def run(self, fn: Callable, args: tuple, seconds: float) -> Any:
+        """``fn(*args)`` in a worker; its exception is raised here; ``WorkTimeout`` past ``seconds``."""
+        pool = self.ready()
         result = pool.apply_async(fn, args)
         try:
             return result.get(timeout=seconds)

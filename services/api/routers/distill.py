@@ -95,7 +95,7 @@ def _limiter(settings) -> anyio.CapacityLimiter:
 
 @router.post("/distill", response_model=DistillResult, dependencies=[Depends(require_token)], responses=ERRORS)
 async def distill(session: SessionDep, settings: SettingsDep,
-                  file: Annotated[UploadFile | None, File(description="Parquet, CSV or NPZ")] = None,
+                  file: Annotated[UploadFile, File(description="Parquet, CSV or NPZ; or give dataset_id")] = None,
                   dataset_id: Annotated[str | None, Form(max_length=200)] = None,
                   target: Annotated[str, Form(max_length=64, pattern=NAME_PATTERN)] = "y",
                   sr_settings: Annotated[str, Form(alias="settings", max_length=10_000)] = "{}",

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/equations", tags=["equations"])
 EquationId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-@router.get("", response_model=list[EquationOut], dependencies=[Depends(read_access)])
+@router.get("", response_model=list[EquationOut], dependencies=[Depends(read_access)], responses=ERRORS)
 def list_equations(session: SessionDep, source_model: str | None = None, task: str | None = None,
                    sort: Literal["r2", "complexity", "created"] = "created",
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -37,7 +37,8 @@ def get_row(session, equation_id: int) -> EquationRow:
     return get_or_404(session, EquationRow, equation_id, "equation")
 
 
-@router.get("/{equation_id}", response_model=EquationDetail, dependencies=[Depends(read_access)])
+@router.get("/{equation_id}", response_model=EquationDetail, dependencies=[Depends(read_access)],
+            responses=ERRORS)
 def get_equation(equation_id: EquationId, session: SessionDep) -> EquationRow:
     return get_row(session, equation_id)
 
@@ -59,7 +60,7 @@ def create_equation(body: EquationCreate, session: SessionDep, settings: Setting
 
 
 @router.get("/{equation_id}/optimizer.py", dependencies=[Depends(read_access)],
-            response_class=Response, responses={200: {"content": {"text/x-python": {}}}})
+            response_class=Response, responses={200: {"content": {"text/x-python": {}}}, **ERRORS})
 def optimizer_file(equation_id: EquationId, session: SessionDep, settings: SettingsDep) -> Response:
     row = get_row(session, equation_id)
     meta = {"registry_id": row.id, "source_model": row.source_model, "task": row.task}
@@ -83,7 +84,7 @@ def _made(settings, suffix: str, key: str, fn, args: tuple) -> bytes:
 
 
 @router.get("/{equation_id}/math.svg", dependencies=[Depends(read_access)], response_class=Response,
-            responses={200: {"content": {"image/svg+xml": {}}}})
+            responses={200: {"content": {"image/svg+xml": {}}}, **ERRORS})
 def equation_math(equation_id: EquationId, session: SessionDep, settings: SettingsDep) -> Response:
     row = get_row(session, equation_id)
     return Response(_made(settings, "svg", row.latex, math_svg, (row.latex,)), media_type="image/svg+xml",
@@ -91,7 +92,7 @@ def equation_math(equation_id: EquationId, session: SessionDep, settings: Settin
 
 
 @router.get("/{equation_id}/pareto.png", dependencies=[Depends(read_access)], response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
+            responses={200: {"content": {"image/png": {}}}, **ERRORS})
 def equation_pareto(equation_id: EquationId, session: SessionDep, settings: SettingsDep) -> Response:
     row = get_row(session, equation_id)
     if not row.pareto_front:
