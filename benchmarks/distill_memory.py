@@ -27,6 +27,7 @@ import time
 import numpy as np
 import torch
 
+from l2o import machine
 from l2o.distill.engines import r2_score
 
 from l2o.distill.record import RecordConfig, default_features, record
@@ -93,6 +94,7 @@ def main() -> None:
     ap.add_argument("--target", default="raw", choices=("raw", "update"))
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
+    print(machine.summary())
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -124,7 +126,8 @@ def main() -> None:
     width = max(map(len, trees))
     for name, v in trees.items():
         print(f"{name:<{width}}  {v:8.4f}")
-    print(json.dumps({"checkpoint": args.checkpoint, "model": l2o.config.model, "target": args.target,
+    print(json.dumps({"machine": machine.describe(),
+                      "checkpoint": args.checkpoint, "model": l2o.config.model, "target": args.target,
                       "memory_r2": {str(k): v for k, v in mem.items()}, "trees_r2": trees, "rows": len(frame)}))
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ first prints torch.profiler's N most expensive operators over ``--reps`` RP wind
 kernel launches on CUDA), to see where an unroll's time goes. ``--compile`` also times RP with
 ``MetaTrainConfig(compile=True)``; ``rp_2x20_seconds_per_unroll`` is then the faster of the two forms,
 and both are in the JSON.
+
+Beside each figure stands its FLOP floor: the floating-point operations of one unroll, counted by
+``torch.utils.flop_counter`` on the torch path of the same window (matrix products, forward and
+backward), at the float32 matrix-product rate measured in the same run on the same threads.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from l2o import machine
 from l2o.learned import CoordinateLSTM, lstm_config
 from l2o.meta import MetaTrainConfig, MetaTrainer
 from l2o.tasks import make_task
@@ -56,6 +61,17 @@ def seconds_per_unroll(model: str, device: str, reps: int, unroll: int = 20, com
         sync()
         times.append((time.perf_counter() - t0) / reps)
     return statistics.median(times)
+
+
+def unroll_flops(model: str, device: str, unroll: int = 20) -> int:
+    """FLOPs of one unroll window (products only), counted on the torch path of the LSTM's cell."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer = _trainer(model, device, unroll)
+    trainer.l2o.impl = "torch"  # the native cell is invisible to the counter; its maths is the same
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_epoch(1, horizon=unroll)
+    return counter.get_total_flops()
 
 
 def profile(device: str, reps: int, top: int, unroll: int = 20) -> None:
@@ -102,18 +118,30 @@ def main() -> None:
     rows = [(m, seconds_per_unroll(m, args.device, args.reps)) for m in ("rp", "rp_si", "dm")]
     if args.compile:
         rows.append(("rp_compiled", seconds_per_unroll("rp", args.device, args.reps, compile=True)))
-    print(f"device={args.device} threads={args.threads} torch={torch.__version__}")
-    print(f"{'optimizer':<28} {'s/unroll':>10} {'speedup vs naive':>18}")
+    rate = machine.matmul_flops() if args.device == "cpu" else None
+    flops = {model: unroll_flops(model, args.device) for model, _ in rows if model != "rp_compiled"}
+    flops["rp_compiled"] = flops["rp"]
+    print(machine.summary())
+    print(f"device={args.device} threads={args.threads}" +
+          (f"; float32 1024² products {rate / 1e9:.1f} GFLOP/s" if rate else ""))
+
+    def floor(model: str) -> str:  # GFLOP of an unroll, and the seconds they take at the measured rate
+        return f"{flops[model] / 1e9:8.3f} " + (f"{flops[model] / rate:10.4f}" if rate else f"{'n/a':>10}")
+
+    print(f"{'optimizer':<28} {'s/unroll':>10} {'speedup vs naive':>18} {'GFLOP':>8} {'floor s':>10}")
     if naive is not None:
-        print(f"{'naive RP 2x20 (yardstick)':<28} {naive:>10.4f} {1.0:>18.2f}")
+        print(f"{'naive RP 2x20 (yardstick)':<28} {naive:>10.4f} {1.0:>18.2f} {floor('rp')}")
     names = {"rp": "rp 2x20 (yardstick sizes)", "rp_si": "rp_si 2x20 (default)", "dm": "dm 2x20 (default)",
              "rp_compiled": "rp 2x20, compile=True"}
     for model, sec in rows:
         ratio = f"{naive / sec:.2f}" if naive else "n/a"
-        print(f"{names[model]:<28} {sec:>10.4f} {ratio:>18}")
+        print(f"{names[model]:<28} {sec:>10.4f} {ratio:>18} {floor(model)}")
     times = dict(rows)
     rp = min(times["rp"], times.get("rp_compiled", math.inf))  # the faster of the two forms measured
-    print(json.dumps({"device": args.device, "threads": args.threads, "rp_2x20_seconds_per_unroll": rp,
+    print(json.dumps({"device": args.device, "threads": args.threads, "machine": machine.describe(),
+                      "matmul_gflop_s": rate / 1e9 if rate else None,
+                      "flops_per_unroll": {m: f for m, f in flops.items() if m in times},
+                      "rp_2x20_seconds_per_unroll": rp,
                       "rp_2x20_eager_seconds_per_unroll": times["rp"],
                       "rp_2x20_compiled_seconds_per_unroll": times.get("rp_compiled"),
                       "rp_si_seconds_per_unroll": times["rp_si"], "dm_seconds_per_unroll": times["dm"],

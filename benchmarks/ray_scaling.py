@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster.config import GenerateJob, MetaTrainJob, build_job  # noqa: E402
+from l2o import machine  # noqa: E402
 from l2o.config import replace  # noqa: E402
 
 
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=8, help="rollout seeds to generate (default: 8)")
     ap.add_argument("--steps", type=int, default=300, help="steps per rollout (default: 300)")
     args = ap.parse_args()
+    print(machine.summary())
     if args.repeats < 1 or args.epochs < 2:
         ap.error("--repeats must be >= 1 and --epochs >= 2 (the first epoch is warm-up)")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -102,7 +104,8 @@ def main() -> None:
             print(f"{label:34s} {r:4d} {p[1]:10.3f} {p[2]:10.3f} {scaling[kind][r]:8.2f}")
         print(f"{label + ', median':34s} {'':4s} {'':10s} {'':10s} {statistics.median(scaling[kind]):8.2f}")
     print(f"identical rows with 1 and 2 actors: {identical}")
-    print(json.dumps({"train_windows_per_s": train, "generate_seeds_per_s": gen,
+    print(json.dumps({"machine": machine.describe(),
+                      "train_windows_per_s": train, "generate_seeds_per_s": gen,
                       "train_scaling_pairs": [round(x, 3) for x in scaling["train"]],
                       "generate_scaling_pairs": [round(x, 3) for x in scaling["generate"]],
                       "train_scaling_2": round(statistics.median(scaling["train"]), 3),

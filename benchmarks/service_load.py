@@ -28,6 +28,8 @@ from pathlib import Path
 
 import httpx
 
+from l2o import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 MIX = [("list", 30), ("detail", 20), ("register", 15), ("optimizer.py", 15), ("math.svg", 10),
        ("distill", 5), ("healthz", 5)]
@@ -136,6 +138,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", default=None, help="keep the started service's log at this path")
     args = ap.parse_args()
+    print(machine.summary())
     proc, tmp = None, None
     url = args.url
     if url is None:
@@ -195,7 +198,8 @@ def main() -> None:
     print(f"throughput {total / elapsed:.1f} requests/s; 5xx and transport errors {five}, 4xx {four}; "
           f"/healthz probe ({len(health)} probes) p50 {hp50:.1f} ms, p99 {hp99:.1f} ms, "
           f"max {max(health, default=float('nan')):.1f} ms")
-    print(json.dumps({"clients": args.clients, "seconds": round(elapsed, 1), "requests": total,
+    print(json.dumps({"machine": machine.describe(),
+                      "clients": args.clients, "seconds": round(elapsed, 1), "requests": total,
                       "throughput_rps": round(total / elapsed, 1), "errors_5xx": five, "errors_4xx": four,
                       "healthz_p50_ms": round(hp50, 1), "healthz_p99_ms": round(hp99, 1),
                       "healthz_probes": len(health), "per_endpoint": per}))

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from l2o import machine
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native_cell.c")
@@ -37,11 +39,7 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
 def _cpu_id() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        return next((line for line in text.splitlines() if line.startswith("flags")), "") + platform.machine()
-    except OSError:
-        return platform.machine() + platform.processor()
+    return " ".join(sorted(machine.flags())) + platform.machine() + machine.cpuinfo().get("model name", "")
 
 
 def _compile(cc: str, source: Path, out: Path) -> None:
