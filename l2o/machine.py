@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -82,9 +84,6 @@ def summary() -> str:
 
 
 def _median_seconds(fn, reps: int) -> float:
-    import statistics
-    import time
-
     fn()  # warm-up: pages touched, kernels chosen
     times = []
     for _ in range(reps):

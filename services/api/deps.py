@@ -46,12 +46,10 @@ def require_token(request: Request,
     _check(request, credentials)
 
 
-def read_access(request: Request, settings: SettingsDep) -> None:
+async def read_access(request: Request, settings: SettingsDep) -> None:
     """Reads are open by default (``L2O_READ_OPEN``), so the schema does not mark them as secured."""
     if not settings.read_open:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        _check(request, HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
-               if scheme.lower() == "bearer" and token.strip() else None)
+        _check(request, await _bearer(request))
 
 
 def ray_client(settings: Settings):
