@@ -133,7 +133,30 @@ def test_native_path_is_really_native():
     if native_rule.library(RulePlan.of(expr), expr) is None:
         pytest.skip("no C compiler here: the native path falls back to the single-tensor path")
     source = native_rule.c_source(RulePlan.of(expr), expr)
-    assert "void rule_f32" in source and "void rule_f64" in source and "tanhf(" in source
+    assert "void rule_f32" in source and "void rule_f64" in source and "l2o_tanhf(" in source
+
+
+def test_native_float_tanh_keeps_its_stated_error_bound():
+    """The float kernel's inline tanh, over a dense grid, every scale down to denormals, and ±0, ±inf, NaN."""
+    from l2o.optim import native_rule
+
+    expr = parse_equation("tanh(g_0)")
+    if native_rule.library(RulePlan.of(expr), expr) is None:
+        pytest.skip("no C compiler here: the native path falls back to the single-tensor path")
+    tiny = torch.logspace(-45, 1.5, 200_000, dtype=torch.float64)
+    x = torch.cat([torch.linspace(-12, 12, 2_000_001, dtype=torch.float64), tiny, -tiny]).float()
+    p = torch.zeros_like(x, requires_grad=True)
+    p.grad = x.clone()
+    SymbolicOptimizer([p], expr, impl="native").step()  # p = 0 + 1.0 · tanh(g)
+    ref = torch.tanh(x.double())
+    err = ((p.detach().double() - ref).abs() / ref.abs().clamp_min(torch.finfo(torch.float64).tiny))[ref != 0]
+    assert err.max().item() <= native_rule.TANHF_MAX_ERROR
+    assert (p.detach()[ref == 0] == 0).all() and p.detach().abs().max() <= 1
+    specials = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan")])
+    q = torch.zeros(5, requires_grad=True)
+    q.grad = specials.clone()
+    SymbolicOptimizer([q], expr, impl="native").step()
+    assert q.detach()[:4].tolist() == [0.0, 0.0, 1.0, -1.0] and q.detach()[4].isnan()
 
 
 def test_float32_paths_agree():

@@ -9,11 +9,16 @@ spells the heads of the one ``TORCH_OPS`` table), so they stay one program.
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 from sympy.codegen.ast import float32, float64, real
 
 from l2o.expr.torch_ops import torch_code
-from l2o.features.plan import Let, Load, MomentUpdate, Read, Rule, RulePlan, Update, Write
+from l2o.features.plan import C0, C1, Let, Load, MomentUpdate, Read, Rule, RulePlan, Update, Write
+
+# In C the bias corrections are divided by once per call: the loop multiplies by their reciprocals.
+_IC = {C1: 1 / sp.Symbol("ic1", real=True), C0: 1 / sp.Symbol("ic0", real=True)}
 
 
 def _renamed(expr: sp.Expr) -> sp.Expr:
@@ -35,11 +40,36 @@ def _emit(plan: RulePlan, emitters: dict) -> list[str]:
     return lines
 
 
-def render_c(plan: RulePlan, expr: sp.Expr, ctype: str) -> str:
-    """``void rule_<f32|f64>(long n, void **ptrs, const double *sc)``; see ``native_rule`` for the ABI."""
+def _shared_reciprocals(plan: RulePlan, expr: sp.Expr) -> dict[sp.Expr, sp.Symbol]:
+    """Denominators that more than one statement divides by (√v̂ + ε for mt and gt), each to be divided
+    by once: a vector division costs several multiplications on the CPUs measured."""
+    exprs = [st.expr for st in plan.program if isinstance(st, (Let, Write))]
+    exprs += [st.input for st in plan.program if isinstance(st, MomentUpdate)] + [_renamed(expr)]
+    seen: dict[sp.Expr, int] = {}
+    for e in exprs:
+        for sub in e.xreplace(_IC).atoms(sp.Pow):
+            if sub.exp == -1 and not sub.base.is_number:
+                seen[sub.base] = seen.get(sub.base, 0) + 1
+    return {base: sp.Symbol(f"r_{k}", real=True) for k, base in enumerate(b for b, n in seen.items() if n > 1)}
+
+
+def render_c(plan: RulePlan, expr: sp.Expr, ctype: str, tanh: str | None = None) -> str:
+    """``void rule_<f32|f64>(long n, void **ptrs, const double *sc)``; see ``native_rule`` for the ABI.
+    ``tanh``: the C function that computes tanh (default: the C library's)."""
     T = ctype
     aliases = {real: float32 if ctype == "float" else float64}
-    code = lambda e: sp.ccode(e, type_aliases=aliases)  # noqa: E731
+    shared = _shared_reciprocals(plan, expr)
+    defined: dict[str, str] = {}  # reciprocal → its definition, placed before the first line that reads it
+
+    def code(e: sp.Expr) -> str:
+        e = e.xreplace(_IC)
+        e = e.xreplace({base ** -1: r for base, r in shared.items()})
+        text = sp.ccode(e, type_aliases=aliases, user_functions={"tanh": tanh} if tanh else {})
+        for base, r in shared.items():
+            if r in e.free_symbols and str(r) not in defined:
+                defined[str(r)] = f"{T} {r} = 1 / ({sp.ccode(base, type_aliases=aliases)});"
+        return text
+
     args = ["P", "G"]
     slots: dict[str, list[str]] = {f: [] for f in plan.history}  # per buffered feature: its read slots
 
@@ -58,6 +88,9 @@ def render_c(plan: RulePlan, expr: sp.Expr, ctype: str) -> str:
         Rule: lambda st: f"{T} {st.var} = {code(_renamed(expr))};",
         Write: lambda st: f"W_{st.feature}[i] = {code(st.expr)};",
         Update: lambda st: f"P[i] += lr * {st.var};"})]
+    for name, line in defined.items():
+        first = next(k for k, text in enumerate(body) if re.search(rf"\b{name}\b", text))
+        body.insert(first, line)
     # Read slots are passed per feature, then its write slot; slots may alias (the write slot is the
     # oldest one read), so they are not restrict.
     ordered = [name for f in plan.history for name in [*slots[f], f"W_{f}"]]
@@ -66,8 +99,8 @@ def render_c(plan: RulePlan, expr: sp.Expr, ctype: str) -> str:
     suffix = "f32" if ctype == "float" else "f64"
     return (f"void rule_{suffix}(long n, void **ptrs, const double *sc) {{\n"
             f"    {unpack};\n"
-            f"    const {T} lr = ({T})sc[0], c1 = ({T})sc[1], c0 = ({T})sc[2], t = ({T})sc[3];\n"
-            f"    (void)c0; (void)c1; (void)t;\n"
+            f"    const {T} lr = ({T})sc[0], ic1 = ({T})(1 / sc[1]), ic0 = ({T})(1 / sc[2]), t = ({T})sc[3];\n"
+            f"    (void)ic0; (void)ic1; (void)t;\n"
             "    _Pragma(\"omp simd\")\n"
             "    for (long i = 0; i < n; ++i) {\n        " + "\n        ".join(body) + "\n    }\n}\n")
 
