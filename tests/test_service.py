@@ -62,6 +62,32 @@ def test_smoke_job_submitted_over_rest_succeeds(service):
         assert bad.status_code == 422 and "epohcs" in bad.json()["detail"]
 
 
+def test_jobs_are_stopped_then_forgotten(service):
+    """POST /jobs/{id}/stop stops a running job; DELETE forgets only a finished one, after which it is gone."""
+    with service.client() as c:
+        r = c.post("/jobs", json={"kind": "meta_train", "smoke": True, "config": {"name": "rest-stop"}}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        refused = c.delete(f"/jobs/{job_id}", headers=AUTH)
+        assert refused.status_code == 409 and "/stop" in refused.json()["detail"]
+        assert c.get(f"/jobs/{job_id}").status_code == 200  # a refused delete keeps the job
+        assert c.post(f"/jobs/{job_id}/stop").status_code == 401
+        assert c.post(f"/jobs/{job_id}/stop", headers=AUTH).status_code == 200
+        deadline = time.monotonic() + 120
+        while (detail := c.get(f"/jobs/{job_id}").json())["status"] not in ("SUCCEEDED", "FAILED", "STOPPED"):
+            assert time.monotonic() < deadline, detail
+            time.sleep(1)
+        assert detail["status"] == "STOPPED"
+        assert c.post(f"/jobs/{job_id}/stop", headers=AUTH).json()["status"] == "STOPPED"  # nothing left to stop
+        assert c.delete(f"/jobs/{job_id}").status_code == 401
+        gone = c.delete(f"/jobs/{job_id}", headers=AUTH)
+        assert gone.status_code == 204 and gone.content == b""
+        assert c.get(f"/jobs/{job_id}").status_code == 404
+        assert job_id not in [j["id"] for j in c.get("/jobs").json()]
+        assert c.delete(f"/jobs/{job_id}", headers=AUTH).status_code == 404
+        assert c.post(f"/jobs/{job_id}/stop", headers=AUTH).status_code == 404
+
+
 def _rule_dataset(n=400, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 3))

@@ -1,4 +1,4 @@
-"""``/jobs``: submit the project's Ray jobs through the Jobs API, list them, follow them, stop them."""
+"""``/jobs``: submit the project's Ray jobs through the Jobs API, list them, follow them, stop and forget them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shlex
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from sqlalchemy import select
 
 from services.api.db import JobRow
@@ -144,8 +144,9 @@ def get_job(job_id: JobId, session: SessionDep, settings: SettingsDep,
                      dashboard=f"{settings.dashboard_url}/#/jobs/{job_id}" if settings.dashboard_url else None)
 
 
-@router.delete("/{job_id}", response_model=JobOut, dependencies=[Depends(require_token)], responses=ERRORS)
+@router.post("/{job_id}/stop", response_model=JobOut, dependencies=[Depends(require_token)], responses=ERRORS)
 def stop_job(job_id: JobId, session: SessionDep, client=Depends(ray_jobs)) -> JobRow:
+    """Stop a job that has not finished; a finished job is returned as it is."""
     row = get_or_404(session, JobRow, job_id, "job")
     if row.status not in TERMINAL:
         try:
@@ -157,3 +158,26 @@ def stop_job(job_id: JobId, session: SessionDep, client=Depends(ray_jobs)) -> Jo
         refresh(client, row)
         session.commit()
     return row
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               dependencies=[Depends(require_token)], responses=ERRORS)
+def delete_job(job_id: JobId, session: SessionDep, settings: SettingsDep) -> Response:
+    """Forget a finished job: its row here and, where Ray still answers for it, Ray's record. A job that has
+    not finished is refused (409: stop it first); its row is kept."""
+    row = get_or_404(session, JobRow, job_id, "job")
+    client = _client_or_none(settings) if settings.ray_address else None
+    if row.status not in TERMINAL and client is not None:
+        refresh(client, row)  # it may have finished since it was last read
+    if row.status not in TERMINAL:
+        session.commit()
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"job {job_id!r} is {row.status}: stop it first (POST /jobs/{job_id}/stop)")
+    if client is not None:
+        try:
+            call(client.delete_job, job_id)
+        except RayUnavailable:  # Ray no longer knows the job (a restarted cluster) or stopped answering
+            pass
+    session.delete(row)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
