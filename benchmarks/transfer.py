@@ -86,8 +86,8 @@ def rules_of(run: Run) -> dict:
     pool = select["candidates"]
     by_r2 = pool[choose(as_equations(pool), SelectConfig(by="r2"))]
     tuned = read_json(run.stage("meta_tune") / "equation.json")
-    return {"selected": select["update_rule"]["equation"], "selected_complexity": select["chosen"]["complexity"],
-            "r2": by_r2["update_rule"]["equation"], "r2_complexity": by_r2["complexity"],
+    return {"selected": select["update_rule"]["equation"], "selected_complexity": select["update_rule"]["complexity"],
+            "r2": by_r2["update_rule"]["equation"], "r2_complexity": by_r2["update_rule"]["complexity"],
             "tuned": (tuned.get("tuned") or {}).get("equation"), "final": tuned["update_rule"]["equation"],
             "replaced": bool(tuned.get("replaced"))}
 

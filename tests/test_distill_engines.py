@@ -114,3 +114,22 @@ def test_r2():
     y = np.array([1.0, 2.0, 3.0])
     assert r2_score(y, y) == 1.0 and r2_score(y, np.full(3, 2.0)) == 0.0
     assert r2_score(y, np.array([1.0, np.nan, 3.0])) == -np.inf
+
+
+def test_selection_keeps_to_its_complexity_bound():
+    from l2o.distill import SelectConfig, choose_by_rollout, eligible
+
+    def cand(nodes):
+        return {"complexity": nodes - 3, "update_rule": {"equation": "-0.01*tanh(g_0)", "complexity": nodes}}
+
+    candidates = [cand(n) for n in (8, 19, 20, 24, 31)]
+    assert [c["update_rule"]["complexity"] for c in eligible(candidates, SelectConfig())] == [8, 19, 20]
+    assert len(eligible(candidates, SelectConfig(max_complexity=None))) == 5
+    assert len(eligible(candidates, SelectConfig(max_complexity=None, max_candidates=2))) == 2
+    assert len(eligible(candidates, SelectConfig(by="r2", max_complexity=None, max_candidates=2))) == 5
+    pool = eligible(candidates, SelectConfig())  # the 24-node rule, best by rollout, is out of bounds
+    assert choose_by_rollout([c["update_rule"]["complexity"] for c in pool], [0.3, 0.104, 0.1]) == 1
+    with pytest.raises(ValueError, match="at most 5 nodes.*simplest has 8"):
+        eligible(candidates, SelectConfig(max_complexity=5))
+    with pytest.raises(ValueError, match="max_complexity"):
+        SelectConfig(max_complexity=0)

@@ -34,6 +34,8 @@ class SelectConfig:
     seeds: int = option(3, "rollout: meta_valid optimizees per candidate")
     steps: int | None = option(None, "rollout: steps per rollout; unset: the meta-training horizon")
     max_candidates: int = option(24, "rollout: at most this many candidates, the simplest first")
+    max_complexity: int | None = option(20, "the largest update rule (nodes, as run: output scaling included) "
+                                            "selection may choose; unset: no bound")
 
     def __post_init__(self):
         if self.by not in ("rollout", "r2"):
@@ -42,6 +44,8 @@ class SelectConfig:
             raise ValueError(f"select.rule must be score or accuracy, got {self.rule!r}")
         if self.tolerance < 0 or self.seeds < 1 or self.max_candidates < 1 or (self.steps is not None and self.steps < 1):
             raise ValueError("tolerance >= 0; seeds, max_candidates and steps >= 1")
+        if self.max_complexity is not None and self.max_complexity < 1:
+            raise ValueError("select.max_complexity must be >= 1 (or unset)")
 
 
 def _validation_loss(e: Equation) -> float:
@@ -91,6 +95,18 @@ def choose(front: Sequence[Equation], config: SelectConfig, losses: Sequence[flo
         return choose_by_rollout([e.complexity for e in front], losses, config.tolerance)
     chosen = choose_by_r2(front, config.rule, config.r2_threshold)
     return next(i for i, e in enumerate(front) if e is chosen)
+
+
+def eligible(candidates: Sequence[dict], config: SelectConfig) -> list[dict]:
+    """The fitted candidates (simplest first) that ``config`` may choose from: update rules of at most
+    ``max_complexity`` nodes and, by rollout, the first ``max_candidates`` of them."""
+    cap = config.max_complexity
+    pool = [c for c in candidates if cap is None or c["update_rule"]["complexity"] <= cap]
+    if not pool:
+        simplest = min((c["update_rule"]["complexity"] for c in candidates), default=None)
+        raise ValueError(f"no candidate has an update rule of at most {cap} nodes (the simplest has {simplest}); "
+                         "raise select.max_complexity or unset it")
+    return pool[:config.max_candidates] if config.by == "rollout" else pool
 
 
 def pool_fronts(fronts: Sequence[Sequence[Equation]]) -> list[Equation]:

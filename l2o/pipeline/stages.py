@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from l2o.distill.record import default_features, load_dataset
-from l2o.distill.select import choose
+from l2o.distill.select import choose, eligible
 from l2o.eval.optimizers import OptimizerSpec
 from l2o.eval.report import format_table, plot_curves, save_csv, save_json
 from l2o.expr import Equation
@@ -116,9 +116,8 @@ def stage_select(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str, A
     candidates = read_json(run.stage("fit") / "candidates.json")["candidates"]
     sel, t0 = cfg.select, time.perf_counter()
     losses = curves = None
-    pool = candidates
+    pool = eligible(candidates, sel)
     if sel.by == "rollout":
-        pool = candidates[:sel.max_candidates]
         steps = sel.steps or run.manifest("meta_train")["horizon"]
         jobs = [RolloutJob(cfg.task, OptimizerSpec("symbolic", {"equation": c["update_rule"]["equation"]}),
                            f"candidate {i} ({c['complexity']} nodes)", steps,
@@ -137,8 +136,9 @@ def stage_select(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str, A
     plots = _select_plots(cfg, run, folder, pool, index, curves)
     return {"by": sel.by, "index": index, "equation": chosen["equation"], "complexity": chosen["complexity"],
             "r2": chosen["r2"], "r2_new_rollouts": chosen["r2_new_rollouts"], "rollout_loss": chosen.get("rollout_loss"),
-            "update_rule": chosen["update_rule"]["equation"], "seconds": round(time.perf_counter() - t0, 1),
-            "plots": plots}
+            "update_rule": chosen["update_rule"]["equation"],
+            "update_rule_complexity": chosen["update_rule"]["complexity"],
+            "seconds": round(time.perf_counter() - t0, 1), "plots": plots}
 
 
 def _select_plots(cfg, run, folder: Path, pool, index, curves) -> list[str]:
