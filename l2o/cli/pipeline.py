@@ -46,7 +46,8 @@ def print_report(report: dict) -> None:
         print(stages["evaluate"]["table"])
     if "select" in stages:
         s = stages["select"]
-        print(f"distilled rule ({s.get('update_rule_complexity', s['complexity'])} nodes, chosen by {s['by']}; R² {_f(s['r2'])} on held-out rows, "
+        nodes = s.get("update_rule_complexity", s["complexity"])  # runs of earlier versions: the searched equation's
+        print(f"distilled rule ({nodes} nodes, chosen by {s['by']}; R² {_f(s['r2'])} on held-out rows, "
               f"{_f(s['r2_new_rollouts'])} on new rollouts): {s['update_rule']}")
     if "meta_tune" in stages:
         t = stages["meta_tune"]

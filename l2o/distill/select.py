@@ -11,6 +11,9 @@ Two ways, set by ``SelectConfig.by``:
   candidate, inf where it diverged); the choice is the simplest candidate whose final loss is within
   ``tolerance`` (relative) of the best. R² does not predict how a rule optimizes: a rule can match the
   recorded rows and run away off them.
+
+Either way only update rules of at most ``max_complexity`` nodes (as run, the output scaling included)
+are candidates (``eligible``).
 """
 
 from __future__ import annotations
