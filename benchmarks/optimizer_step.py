@@ -7,7 +7,7 @@ Compares, in one run on the same parameters and gradients: ``SymbolicOptimizer``
     python benchmarks/optimizer_step.py [--threads 1] [--device cpu|cuda] [--reps 10] [--lstm-reps 2] [--rule R]
 
 Each figure is the median over ``--reps`` steps after two warm-up steps (``torch.compile`` compiles in
-its warm-up). The compile path also holds a flat gradient buffer (one float a parameter), shown as
+its warm-up); the timed steps go round the optimizers in turn. The compile path also holds a flat gradient buffer (one float a parameter), shown as
 workspace beside the state. Each row's floor is the time to move the bytes a step must move at the
 memory bandwidth measured in the same run (``l2o.machine.memory_bandwidth``): parameters read and
 written, gradients read, state read and
@@ -44,22 +44,30 @@ def workspace_bytes(opt: torch.optim.Optimizer) -> int:
     return opt.workspace_bytes() if isinstance(opt, SymbolicOptimizer) else 0
 
 
-def measure(make, params, grads, reps: int, device: str) -> tuple[float, int, int]:
-    params = [p.detach().clone().requires_grad_() for p in params]
-    for p, g in zip(params, grads):
-        p.grad = g
-    opt = make(params)
+def measure(makers: dict, params, grads, reps: dict, device: str) -> dict:
+    """Per optimizer (name → constructor): median step seconds, state bytes, workspace bytes. Each
+    has its own copy of the parameters; after two warm-up steps each, the timed steps go round the
+    optimizers in turn, so a drift in the machine's speed falls on all of them alike."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for _ in range(2):
-        opt.step()
-    times = []
-    for _ in range(reps):
-        sync()
-        t0 = time.perf_counter()
-        opt.step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), state_bytes(opt), workspace_bytes(opt)
+    opts = {}
+    for name, make in makers.items():
+        ps = [p.detach().clone().requires_grad_() for p in params]
+        for p, g in zip(ps, grads):
+            p.grad = g
+        opts[name] = make(ps)
+        for _ in range(2):
+            opts[name].step()
+    times: dict[str, list[float]] = {name: [] for name in opts}
+    for k in range(max(reps.values())):
+        for name, opt in opts.items():
+            if k < reps[name]:
+                sync()
+                t0 = time.perf_counter()
+                opt.step()
+                sync()
+                times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(times[name]), state_bytes(opt), workspace_bytes(opt))
+            for name, opt in opts.items()}
 
 
 def main() -> None:
@@ -76,7 +84,6 @@ def main() -> None:
     params = [p.detach().to(args.device) for p in torchvision.models.resnet50().parameters()]
     grads = [torch.randn_like(p) * 1e-3 for p in params]
     cuda = args.device.startswith("cuda")
-    rows = {}
     candidates = {
         "adam foreach": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
         "adam fused": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
@@ -84,13 +91,14 @@ def main() -> None:
     }
     for impl in ("single", "foreach", "compile") + (() if cuda else ("native",)):
         candidates[f"symbolic {impl}"] = lambda ps, impl=impl: SymbolicOptimizer(ps, args.rule, impl=impl)
-    for name, make in candidates.items():
-        rows[name] = measure(make, params, grads, args.reps, args.device)
+    reps = {name: args.reps for name in candidates}
     if args.lstm_reps:
         torch.manual_seed(0)
         l2o = CoordinateLSTM(lstm_config("rp")).to(args.device)
-        rows[f"lstm rp 2x20 (chunk {args.lstm_chunk})"] = measure(
-            lambda ps: LSTMOptimizer(ps, l2o, chunk_size=args.lstm_chunk), params, grads, args.lstm_reps, args.device)
+        name = f"lstm rp 2x20 (chunk {args.lstm_chunk})"
+        candidates[name] = lambda ps: LSTMOptimizer(ps, l2o, chunk_size=args.lstm_chunk)
+        reps[name] = args.lstm_reps
+    rows = measure(candidates, params, grads, reps, args.device)
     bandwidth = machine.memory_bandwidth(device=args.device)
     param_bytes = sum(p.numel() * p.element_size() for p in params)
 

@@ -136,6 +136,34 @@ def test_native_path_is_really_native():
     assert "void rule_f32" in source and "void rule_f64" in source and "l2o_tanhf(" in source
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_native_pipeline_covers_every_block_edge(dtype):
+    """The native loop runs in blocks (features of one, the rule of the one before): tensors of one
+    block less one, one, one more, two, and three and a bit, against the single-tensor path."""
+    import re
+
+    from l2o.optim import native_rule
+
+    expr = parse_equation(RULES["all_features"])
+    if native_rule.library(RulePlan.of(expr), expr) is None:
+        pytest.skip("no C compiler here: the native path falls back to the single-tensor path")
+    f32, f64 = native_rule.c_source(RulePlan.of(expr), expr).split("void rule_f64")
+    B = int(re.search(r"j0 \+= (\d+)", f32 if dtype == torch.float32 else f64).group(1))
+    sizes = [B - 1, B, B + 1, 2 * B, 3 * B + 5]
+    got = {}
+    for impl in ("single", "native"):
+        torch.manual_seed(0)
+        params = [torch.randn(n, dtype=dtype, requires_grad=True) for n in sizes]
+        opt = SymbolicOptimizer(params, expr, lr=0.5, impl=impl)
+        for k in range(6):
+            for p in params:
+                p.grad = _grad(p, k)
+            opt.step()
+        got[impl] = torch.cat([p.detach() for p in params])
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["native"], got["single"], **tol)
+
+
 def test_native_float_tanh_keeps_its_stated_error_bound():
     """The float kernel's inline tanh, over a dense grid, every scale down to denormals, and ±0, ±inf, NaN."""
     from l2o.optim import native_rule
@@ -157,6 +185,29 @@ def test_native_float_tanh_keeps_its_stated_error_bound():
     q.grad = specials.clone()
     SymbolicOptimizer([q], expr, impl="native").step()
     assert q.detach()[:4].tolist() == [0.0, 0.0, 1.0, -1.0] and q.detach()[4].isnan()
+
+
+def test_native_float_tanh_keeps_its_bound_in_a_batch():
+    """Tanh terms that share one division: each position of a full batch, the others at 1e-4 weight
+    (their error and the sum's rounding, 2·2⁻²⁴, are added to the bound)."""
+    from l2o.optim import native_rule
+    from l2o.optim.codegen import TANH_BATCH
+
+    x = torch.linspace(-12, 12, 2_000_001, dtype=torch.float64).float()
+    x = x[x.abs() >= 1e-6]  # the offsets 1e-30 below vanish in float32 only here
+    for pos in range(TANH_BATCH):
+        expr = parse_equation(" + ".join(f"{1.0 if k == pos else 1e-4}*tanh(g_0 + {k + 1}e-30)"
+                                         for k in range(TANH_BATCH)))
+        if native_rule.library(RulePlan.of(expr), expr) is None:
+            pytest.skip("no C compiler here: the native path falls back to the single-tensor path")
+        f32 = native_rule.c_source(RulePlan.of(expr), expr).split("void rule_f64")[0]
+        assert f32.count(" = 1 / (") == f32.count("P[ir] +=")  # one division in each copy of the rule
+        p = torch.zeros_like(x, requires_grad=True)
+        p.grad = x.clone()
+        SymbolicOptimizer([p], expr, impl="native").step()
+        ref = torch.tanh(x.double()) * (1 + (TANH_BATCH - 1) * 1e-4)
+        err = (p.detach().double() - ref).abs() / ref.abs()
+        assert err.max().item() <= native_rule.TANHF_MAX_ERROR + 2 * 2.0 ** -24
 
 
 def test_float32_paths_agree():
