@@ -8,9 +8,9 @@ Compares, in one run on the same parameters and gradients: ``SymbolicOptimizer``
 
 Each figure is the median over ``--reps`` steps after two warm-up steps (``torch.compile`` compiles in
 its warm-up); the timed steps go round the optimizers in turn. The compile path also holds a flat
-gradient buffer (one float a parameter), shown as workspace beside the state. Each row's floor is the time to move the bytes a step must move at the
-memory bandwidth measured in the same run (``l2o.machine.memory_bandwidth``): parameters read and
-written, gradients read, state read and
+gradient buffer (one float a parameter), shown as workspace beside the state. Each row's floor is the
+time to move the bytes a step must move at the memory bandwidth measured in the same run
+(``l2o.machine.memory_bandwidth``): parameters read and written, gradients read, state read and
 written (for Adam 7 floats a parameter). Prints the machine, then a table; the last line is one JSON
 object with ``ratio_vs_adam_foreach`` (best SymbolicOptimizer path / Adam foreach),
 ``ratio_vs_adam_fused``, ``state_bytes_ratio_vs_adam``, ``floor_ms`` and ``machine``.
