@@ -43,11 +43,12 @@ def _emit(plan: RulePlan, emitters: dict) -> list[str]:
     return lines
 
 
-def _shared_reciprocals(plan: RulePlan, expr: sp.Expr) -> dict[sp.Expr, sp.Symbol]:
-    """Denominators that more than one statement divides by (√v̂ + ε for mt and gt), each to be divided
-    by once: a vector division costs several multiplications on the CPUs measured."""
+def _shared_reciprocals(plan: RulePlan) -> dict[sp.Expr, sp.Symbol]:
+    """Denominators that more than one feature statement divides by (√v̂ + ε for mt and gt), each to be
+    divided by once: a vector division costs several multiplications on the CPUs measured. The rule,
+    which runs in the other half of the pipelined loop, divides on its own."""
     exprs = [st.expr for st in plan.program if isinstance(st, (Let, Write))]
-    exprs += [st.input for st in plan.program if isinstance(st, MomentUpdate)] + [_renamed(expr)]
+    exprs += [st.input for st in plan.program if isinstance(st, MomentUpdate)]
     seen: dict[sp.Expr, int] = {}
     for e in exprs:
         for sub in e.xreplace(_IC).atoms(sp.Pow):
@@ -115,7 +116,7 @@ def render_c(plan: RulePlan, expr: sp.Expr, ctype: str, tanh: str | None = None)
     CPU overlaps the long latency chain of the features with the rule's arithmetic."""
     T = ctype
     aliases = {real: float32 if ctype == "float" else float64}
-    shared = _shared_reciprocals(plan, expr)
+    shared = _shared_reciprocals(plan)
     defined: dict[str, str] = {}  # reciprocal → its definition, placed before the first line that reads it
 
     def code(e: sp.Expr, share: bool = True) -> str:
