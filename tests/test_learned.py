@@ -202,6 +202,34 @@ def test_native_float32_agrees_with_torch_path(threads, torch_threads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
 
 
+def test_native_float_exp_keeps_its_bound():
+    """The float kernels' inline exp, through the same vectorised loop, against float64: relative error
+    within EXPF_MAX_ERROR on [-87, 88] (a dense grid, the reduction's edges at ±ln 2 / 2 included), the
+    clamp's ends beyond it, NaN kept."""
+    import ctypes
+
+    from l2o.learned import native
+
+    if native.kernels() is None:
+        pytest.skip("no C compiler here: the native kernels cannot be built")
+    half = math.log(2) / 2
+    edges = torch.tensor([k * 2 * half + s * half for k in range(-125, 127) for s in (-1, 1)])
+    x = torch.cat([torch.linspace(-87, 88, 2_000_001), torch.linspace(-2, 2, 400_001), edges.float(),
+                   torch.tensor([0.0, -0.0, 1e-30, -1e-30])])
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 100.0, -100.0])
+    x = torch.cat([x, special])
+    y = torch.empty_like(x)
+    native.kernels().l2o_expf_array(ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(y.data_ptr()),
+                                    ctypes.c_long(x.numel()))
+    n = x.numel() - special.numel()
+    rel = (y[:n].double() / x[:n].double().exp() - 1).abs().max().item()
+    assert rel <= native.EXPF_MAX_ERROR, rel
+    tail = y[n:]
+    assert torch.isnan(tail[0])
+    assert tail[1] == tail[3] == y.new_tensor(88.0).double().exp().float()  # +inf and 100: e^88
+    assert tail[2] == tail[4] and 0 < tail[2].item() < 2e-38  # -inf and -100: e^-87
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_nan_propagates_through_the_native_cell(threads, torch_threads):
     torch_threads(threads)

@@ -32,6 +32,31 @@ __attribute__((simd("notinbranch"))) float expm1f(float);
 __attribute__((simd("notinbranch"))) double expm1(double);
 #endif
 
+/* The float kernels' exp, inline so that it vectorises with the loop around it (a call of libmvec's
+ * expf spills the loop's registers and costs several times more): e^x = 2^n e^r, n = round(x / ln 2),
+ * r = x - n ln 2 in two parts (|r| <= ln 2 / 2), e^r by a degree-6 polynomial fitted by relative error,
+ * 2^n put straight into the exponent bits. x is clamped to [-87, 88], where 2^n stays a normal float
+ * (so -inf gives e^-87, about 1.6e-38, and +inf e^88, about 1.7e38: what the sigmoid needs), and a NaN
+ * is put back at the end. Relative error at most EXPF_MAX_ERROR (l2o/learned/native.py) on [-87, 88],
+ * tested against float64. */
+static inline unsigned l2o_bits(float x) { unsigned u; memcpy(&u, &x, 4); return u; }
+static inline float l2o_float(unsigned u) { float x; memcpy(&x, &u, 4); return x; }
+static inline float l2o_expf(float x) {
+    const float c = x < -87.0F ? -87.0F : x > 88.0F ? 88.0F : x;
+    const float k = c * 1.44269504F + 12582912.0F;  /* 1.5 * 2^23: the sum's last bits are round(c / ln 2) */
+    const float n = k - 12582912.0F;
+    const float r = (c - n * 0.693145751953125F) - n * 1.42860682030941723e-6F;
+    const float p = 1.0F + r * (1.0F + r * (0.4999999404F + r * (0.1666643173F + r * (0.04166800156F
+                    + r * (8.374155499e-3F + r * 1.384365256e-3F)))));
+    const float e = p * l2o_float((l2o_bits(k) - 0x4b400000U + 127U) << 23);
+    return x != x ? x : e;
+}
+/* For the tests: y = the float exp above of x, n values (the vectorised loop the kernels use). */
+void l2o_expf_array(const float *restrict x, float *restrict y, long n) {
+    _Pragma("omp simd")
+    for (long i = 0; i < n; ++i) y[i] = l2o_expf(x[i]);
+}
+
 #define DEFINE_KERNELS(T, SUFFIX, EXP, EXPM1)                                                              \
 static inline T sig_##SUFFIX(T x) { return (T)1 / ((T)1 + EXP(-x)); }                                      \
                                                                                                            \
@@ -68,7 +93,10 @@ void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {   
  * back.
  *
  *   lstm_fused_forward:  act = activations of w [x; h] + b, c_new, h_new        (x: I rows, h, c: H rows)
- *                        (act may be NULL where no backward follows)
+ *                        (act may be NULL where no backward follows). act is laid out by blocks, for the
+ *                        backward alone: block nb's (G, BN) activations at act + nb G BN, so that each
+ *                        direction writes or reads it as one run of memory rather than G rows far apart
+ *                        (its length: lstm_block_columns below)
  *   lstm_fused_backward: dx, dh_prev, dc_prev, and dw = dgates [x; h]^T, db = sum of dgates over
  *                        coordinates (dw and db are skipped when NULL)
  * Blocks are shared among `threads` OpenMP threads (torch's pool: the library binds to the libgomp torch
@@ -208,12 +236,13 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
     int failed = 0;                                                                                        \
     _Pragma("omp parallel num_threads(threads > 1 ? (int)threads : 1) reduction(|: failed)")               \
     {                                                                                                      \
-    T *blk = alloc64((size_t)(K + G) * BN * sizeof(T)), *pre = blk ? blk + K * BN : 0;                     \
+    T *blk = alloc64((size_t)(K + (act ? 0 : G)) * BN * sizeof(T));                                       \
     failed |= !blk;                                                                                        \
     _Pragma("omp for schedule(static)")                                                                    \
     for (long nb = 0; nb < blocks; ++nb) {                                                                 \
         if (!blk) continue;                                                                                \
         const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                            \
+        T *pre = act ? act + nb * G * BN : blk + K * BN;  /* the activations overwrite them in place */    \
         prefetch_##SUFFIX(x, I, N, n0 + BN, 0); prefetch_##SUFFIX(h, H, N, n0 + BN, 0);                    \
         prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                                                            \
         gather_##SUFFIX(x, h, I, H, N, n0, m, blk);                                                        \
@@ -231,11 +260,9 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
             j += units;                                                                                    \
         }                                                                                                  \
         for (long j = 0; j < H; ++j) {                                                                     \
-            const T *pi = pre + j * BN, *pf = pre + (H + j) * BN, *po = pre + (2 * H + j) * BN;            \
-            const T *pg = pre + (3 * H + j) * BN, *cj = c + j * N + n0;                                    \
-            /* without act (no backward to come) the activations overwrite their pre-activations */        \
-            T *ai = act ? act + j * N + n0 : (T *)pi, *af = act ? act + (H + j) * N + n0 : (T *)pf;        \
-            T *ao = act ? act + (2 * H + j) * N + n0 : (T *)po, *ag = act ? act + (3 * H + j) * N + n0 : (T *)pg; \
+            T *ai = pre + j * BN, *af = pre + (H + j) * BN, *ao = pre + (2 * H + j) * BN;                  \
+            T *ag = pre + (3 * H + j) * BN;                                                                \
+            const T *pi = ai, *pf = af, *po = ao, *pg = ag, *cj = c + j * N + n0;                          \
             T *cn = c_new + j * N + n0, *hj = h_new + j * N + n0;                                          \
             if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) FWD_CELL(T, SUFFIX) }         \
             else { _Pragma("omp simd") for (long n = 0; n < m; ++n) FWD_CELL(T, SUFFIX) }                  \
@@ -272,7 +299,7 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
     for (long nb = 0; nb < blocks; ++nb) {                                                                 \
         if (!dg) continue;                                                                                 \
         const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                            \
-        prefetch_##SUFFIX(act, G, N, n0 + BN, 0); prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                  \
+        prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                                                            \
         prefetch_##SUFFIX(c_new, H, N, n0 + BN, 0); prefetch_##SUFFIX(dh, H, N, n0 + BN, 0);               \
         prefetch_##SUFFIX(dc, H, N, n0 + BN, 0); prefetch_##SUFFIX(dc_prev, H, N, n0 + BN, 1);             \
         prefetch_##SUFFIX(dx, I, N, n0 + BN, 1); prefetch_##SUFFIX(dh_prev, H, N, n0 + BN, 1);             \
@@ -281,8 +308,8 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
             for (long r = 0; r < G; ++r) memset(dg + r * BN + m, 0, (size_t)(BN - m) * sizeof(T));         \
         for (long j = 0; j < H; ++j) {                                                                     \
             const long o0 = j * N + n0;                                                                    \
-            const T *ai = act + o0, *af = act + H * N + o0, *ao = act + 2 * H * N + o0;                    \
-            const T *ag = act + 3 * H * N + o0, *cj = c + o0, *cn = c_new + o0;                            \
+            const T *ai = act + (nb * G + j) * BN, *af = ai + H * BN, *ao = ai + 2 * H * BN;               \
+            const T *ag = ai + 3 * H * BN, *cj = c + o0, *cn = c_new + o0;                                 \
             const T *dhj = dh ? dh + o0 : zero, *dcj = dc ? dc + o0 : zero;                                \
             T *di = dg + j * BN, *df = dg + (H + j) * BN, *dO = dg + (2 * H + j) * BN;                     \
             T *dgg = dg + (3 * H + j) * BN, *dcp = dc_prev + o0;                                           \
@@ -338,7 +365,11 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
     return 0;                                                                                              \
 }
 
-DEFINE_KERNELS(float, f32, expf, expm1f)
+DEFINE_KERNELS(float, f32, l2o_expf, expm1f)
 DEFINE_KERNELS(double, f64, exp, expm1)
 DEFINE_FUSED(float, f32)
 DEFINE_FUSED(double, f64)
+
+/* Columns of a block (BN), for the length of the activations, 4 H ceil(N / BN) BN elements. */
+int lstm_block_columns_f32(void) { return NV * (int)(VBYTES / sizeof(float)); }
+int lstm_block_columns_f64(void) { return NV * (int)(VBYTES / sizeof(double)); }
