@@ -103,11 +103,8 @@ def _native_forward(x, h, c, w, b, keep: bool):
     activations (nothing will differentiate through them) and the third value is None."""
     size, n = h.shape
     c_new, h_new = torch.empty_like(c), torch.empty_like(c)
-    if keep:  # laid out by blocks of coordinates, for the kernel's backward alone (see native_cell.c)
-        block = native.call("lstm_block_columns", c.dtype)
-        act = torch.empty(4 * size * -(-n // block) * block, dtype=c.dtype)
-    else:
-        act = None
+    # kept for the kernel's backward alone, laid out by blocks of coordinates (see native_cell.c)
+    act = torch.empty(native.call("lstm_act_length", c.dtype, size, n), dtype=c.dtype) if keep else None
     if native.call("lstm_fused_forward", c.dtype, x, h, c, w, b, act, c_new, h_new, x.shape[0], size, n,
                    _threads(n)):
         raise MemoryError("lstm_fused_forward: out of memory for its block buffers")

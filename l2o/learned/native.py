@@ -93,7 +93,11 @@ def build(source: str, name: str) -> ctypes.CDLL | None:
 @functools.lru_cache(maxsize=1)
 def kernels() -> ctypes.CDLL | None:
     """The loaded LSTM-cell library, or None when native kernels are off or cannot be built here."""
-    return build(SOURCE.read_text(), "lstm_cell")
+    lib = build(SOURCE.read_text(), "lstm_cell")
+    if lib is not None:
+        for suffix in _SUFFIX.values():
+            getattr(lib, f"lstm_act_length_{suffix}").restype = ctypes.c_long
+    return lib
 
 
 def usable(*tensors: torch.Tensor) -> bool:

@@ -93,16 +93,17 @@ void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {   
  * back.
  *
  *   lstm_fused_forward:  act = activations of w [x; h] + b, c_new, h_new        (x: I rows, h, c: H rows)
- *                        (act may be NULL where no backward follows). act is laid out by blocks, for the
- *                        backward alone: block nb's (G, BN) activations at act + nb G BN, so that each
- *                        direction writes or reads it as one run of memory rather than G rows far apart
- *                        (its length: lstm_block_columns below)
+ *                        (act may be NULL where no backward follows). act holds the gates' activations
+ *                        and tanh(c_new), laid out by blocks for the backward alone: block nb's (5 H, BN)
+ *                        values at act + nb 5 H BN, so that each direction writes or reads them as one
+ *                        run of memory rather than rows far apart (its length: lstm_act_length below)
  *   lstm_fused_backward: dx, dh_prev, dc_prev, and dw = dgates [x; h]^T, db = sum of dgates over
  *                        coordinates (dw and db are skipped when NULL)
  * Blocks are shared among `threads` OpenMP threads (torch's pool: the library binds to the libgomp torch
  * has loaded) in contiguous runs; each thread keeps its own weight and bias partial sums, added in
  * thread order at the end, so a result depends on the thread count only. */
 #define NV 3
+#define ACT_ROWS(H) (5 * (H))  /* kept per coordinate: the four gates' activations, then tanh(c_new) */
 #if defined(__AVX512F__)
 #define VBYTES 64   /* bytes of one vector */
 #define TILE_MAX 8  /* rows of the largest product tile */
@@ -133,12 +134,12 @@ void elu_backward_##SUFFIX(const T *restrict z, T *restrict dz, long count) {   
     T g = (T)2 * sig_##SUFFIX((T)2 * pg[n]) - (T)1;                                                        \
     T cc = f * cj[n] + i * g;                                                                              \
     T t = (T)2 * sig_##SUFFIX((T)2 * cc) - (T)1;                                                           \
-    ai[n] = i; af[n] = f; ao[n] = o; ag[n] = g;                                                            \
+    ai[n] = i; af[n] = f; ao[n] = o; ag[n] = g; at[n] = t;                                                 \
     cn[n] = cc; hj[n] = o * t;                                                                             \
 }
 #define BWD_CELL(T, SUFFIX) {                                                                              \
     T i = ai[n], f = af[n], o = ao[n], g = ag[n];                                                          \
-    T t = (T)2 * sig_##SUFFIX((T)2 * cn[n]) - (T)1;                                                        \
+    T t = at[n];                                                                                           \
     T dhv = dhj[n], dct = dcj[n] + dhv * o * ((T)1 - t * t);                                               \
     di[n] = dct * g * i * ((T)1 - i);                                                                      \
     df[n] = dct * cj[n] * f * ((T)1 - f);                                                                  \
@@ -232,17 +233,17 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
                                 T *restrict act, T *restrict c_new, T *restrict h_new, long I, long H, long N, \
                                 long threads) {                                                            \
     enum { BN = NV * (int)(VBYTES / sizeof(T)) };                                                          \
-    const long K = I + H, G = 4 * H, blocks = (N + BN - 1) / BN;                                           \
+    const long K = I + H, G = 4 * H, A = ACT_ROWS(H), blocks = (N + BN - 1) / BN;                          \
     int failed = 0;                                                                                        \
     _Pragma("omp parallel num_threads(threads > 1 ? (int)threads : 1) reduction(|: failed)")               \
     {                                                                                                      \
-    T *blk = alloc64((size_t)(K + (act ? 0 : G)) * BN * sizeof(T));                                       \
+    T *blk = alloc64((size_t)(K + (act ? 0 : A)) * BN * sizeof(T));                                       \
     failed |= !blk;                                                                                        \
     _Pragma("omp for schedule(static)")                                                                    \
     for (long nb = 0; nb < blocks; ++nb) {                                                                 \
         if (!blk) continue;                                                                                \
         const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                            \
-        T *pre = act ? act + nb * G * BN : blk + K * BN;  /* the activations overwrite them in place */    \
+        T *pre = act ? act + nb * A * BN : blk + K * BN;  /* the activations overwrite them in place */    \
         prefetch_##SUFFIX(x, I, N, n0 + BN, 0); prefetch_##SUFFIX(h, H, N, n0 + BN, 0);                    \
         prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                                                            \
         gather_##SUFFIX(x, h, I, H, N, n0, m, blk);                                                        \
@@ -261,7 +262,7 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
         }                                                                                                  \
         for (long j = 0; j < H; ++j) {                                                                     \
             T *ai = pre + j * BN, *af = pre + (H + j) * BN, *ao = pre + (2 * H + j) * BN;                  \
-            T *ag = pre + (3 * H + j) * BN;                                                                \
+            T *ag = pre + (3 * H + j) * BN, *at = pre + (4 * H + j) * BN;                                  \
             const T *pi = ai, *pf = af, *po = ao, *pg = ag, *cj = c + j * N + n0;                          \
             T *cn = c_new + j * N + n0, *hj = h_new + j * N + n0;                                          \
             if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) FWD_CELL(T, SUFFIX) }         \
@@ -280,7 +281,7 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
                                  long threads) {                                                           \
     typedef T V __attribute__((vector_size(VBYTES)));                                                      \
     enum { BN = NV * (int)(VBYTES / sizeof(T)) };                                                          \
-    const long K = I + H, G = 4 * H;                                                                       \
+    const long K = I + H, G = 4 * H, A = ACT_ROWS(H);                                                      \
     const int nt = threads > 1 ? (int)threads : 1;                                                         \
     const long blocks = (N + BN - 1) / BN, S = G * K + G;  /* S: one thread's lane sums of dw, db */       \
     V *sums = alloc64((size_t)nt * S * sizeof(V));                                                         \
@@ -308,8 +309,8 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
             for (long r = 0; r < G; ++r) memset(dg + r * BN + m, 0, (size_t)(BN - m) * sizeof(T));         \
         for (long j = 0; j < H; ++j) {                                                                     \
             const long o0 = j * N + n0;                                                                    \
-            const T *ai = act + (nb * G + j) * BN, *af = ai + H * BN, *ao = ai + 2 * H * BN;               \
-            const T *ag = ai + 3 * H * BN, *cj = c + o0, *cn = c_new + o0;                                 \
+            const T *ai = act + (nb * A + j) * BN, *af = ai + H * BN, *ao = ai + 2 * H * BN;               \
+            const T *ag = ai + 3 * H * BN, *at = ai + 4 * H * BN, *cj = c + o0, *cn = c_new + o0;                                 \
             const T *dhj = dh ? dh + o0 : zero, *dcj = dc ? dc + o0 : zero;                                \
             T *di = dg + j * BN, *df = dg + (H + j) * BN, *dO = dg + (2 * H + j) * BN;                     \
             T *dgg = dg + (3 * H + j) * BN, *dcp = dc_prev + o0;                                           \
@@ -370,6 +371,6 @@ DEFINE_KERNELS(double, f64, exp, expm1)
 DEFINE_FUSED(float, f32)
 DEFINE_FUSED(double, f64)
 
-/* Columns of a block (BN), for the length of the activations, 4 H ceil(N / BN) BN elements. */
-int lstm_block_columns_f32(void) { return NV * (int)(VBYTES / sizeof(float)); }
-int lstm_block_columns_f64(void) { return NV * (int)(VBYTES / sizeof(double)); }
+/* The length in elements of the activations that lstm_fused_forward keeps for N coordinates. */
+long lstm_act_length_f32(long H, long N) { const long bn = NV * (long)(VBYTES / sizeof(float)); return ACT_ROWS(H) * ((N + bn - 1) / bn) * bn; }
+long lstm_act_length_f64(long H, long N) { const long bn = NV * (long)(VBYTES / sizeof(double)); return ACT_ROWS(H) * ((N + bn - 1) / bn) * bn; }
