@@ -4,11 +4,14 @@ Measures ``MetaTrainer`` windows for RP (at the yardstick's sizes: Linear(2→20
 20, which are also RP's defaults), RP_si and DM at their defaults, and runs the fixed naive yardstick
 (``../shared/reference/naive_rp_meta.py`` by default) in the same run for the ratio.
 
-    python benchmarks/meta_train_speed.py [--threads 1] [--device cpu|cuda] [--reps 5] [--profile 20] [--compile]
+    python benchmarks/meta_train_speed.py [--threads 1] [--device cpu|cuda] [--reps 5] [--rounds 3] [--profile 20] [--compile]
 
-Each figure is the median of three epochs of ``--reps`` windows (the first epoch, a warm-up, is not
-timed); the yardstick reports its own mean over its repetitions. Prints a table; the last line is one JSON object with ``rp_2x20_seconds_per_unroll``,
-``naive_seconds_per_unroll`` (null without the yardstick) and ``speedup_vs_naive``. ``--profile N``
+The measurements alternate, so that a drift in the machine's speed falls on all of them alike: each of
+``--rounds`` rounds runs the yardstick (its mean over ``max(2, reps // 2)`` unrolls, in a subprocess),
+then one epoch of ``--reps`` windows of each model (after one warm-up epoch each, not timed). Each
+figure is the median over the rounds. Prints a table; the last line is one JSON object with
+``rp_2x20_seconds_per_unroll``, ``naive_seconds_per_unroll`` (null without the yardstick),
+``speedup_vs_naive`` and ``naive_rounds`` (the yardstick's figure in each round). ``--profile N``
 first prints torch.profiler's N most expensive operators over ``--reps`` RP windows (and the number of
 kernel launches on CUDA), to see where an unroll's time goes. ``--compile`` also times RP with
 ``MetaTrainConfig(compile=True)``; ``rp_2x20_seconds_per_unroll`` is then the faster of the two forms,
@@ -50,17 +53,14 @@ def _trainer(model: str, device: str, unroll: int, compile: bool = False) -> Met
     return trainer
 
 
-def seconds_per_unroll(model: str, device: str, reps: int, unroll: int = 20, compile: bool = False) -> float:
-    trainer = _trainer(model, device, unroll, compile)
+def epoch_seconds(trainer: MetaTrainer, epoch: int, reps: int, device: str, unroll: int = 20) -> float:
+    """Seconds per unroll of one epoch of ``reps`` windows."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times = []
-    for epoch in range(1, 4):  # median of three epochs of `reps` windows: this machine's timing noise is ~10 %
-        sync()
-        t0 = time.perf_counter()
-        trainer.train_epoch(epoch, horizon=unroll * reps)
-        sync()
-        times.append((time.perf_counter() - t0) / reps)
-    return statistics.median(times)
+    sync()
+    t0 = time.perf_counter()
+    trainer.train_epoch(epoch, horizon=unroll * reps)
+    sync()
+    return (time.perf_counter() - t0) / reps
 
 
 def unroll_flops(model: str, device: str, unroll: int = 20) -> int:
@@ -106,18 +106,26 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     ap.add_argument("--reps", type=int, default=5, help="unrolls timed per model (default: 5)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternated rounds of measurement (default: 3)")
     ap.add_argument("--naive", type=Path, default=DEFAULT_NAIVE, help="the yardstick script")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="first print the N costliest operators")
     ap.add_argument("--compile", action="store_true", help="also time RP with MetaTrainConfig(compile=True)")
     args = ap.parse_args()
+    if args.rounds < 1 or args.reps < 1:
+        ap.error("--rounds and --reps must be >= 1")
     torch.set_num_threads(args.threads)
     if args.profile:
         profile(args.device, args.reps, args.profile)
 
-    naive = naive_seconds(args.naive, args.threads, args.device, max(3, args.reps // 2))
-    rows = [(m, seconds_per_unroll(m, args.device, args.reps)) for m in ("rp", "rp_si", "dm")]
-    if args.compile:
-        rows.append(("rp_compiled", seconds_per_unroll("rp", args.device, args.reps, compile=True)))
+    models = {m: (m, False) for m in ("rp", "rp_si", "dm")} | ({"rp_compiled": ("rp", True)} if args.compile else {})
+    trainers = {name: _trainer(m, args.device, 20, compile) for name, (m, compile) in models.items()}
+    naive_rounds, samples = [], {name: [] for name in models}
+    for r in range(args.rounds):  # alternated: yardstick, then each model, round after round
+        naive_rounds.append(naive_seconds(args.naive, args.threads, args.device, max(2, args.reps // 2)))
+        for name, trainer in trainers.items():
+            samples[name].append(epoch_seconds(trainer, r + 1, args.reps, args.device))
+    naive = statistics.median(naive_rounds) if None not in naive_rounds else None
+    rows = [(name, statistics.median(samples[name])) for name in models]
     rate = machine.matmul_flops() if args.device == "cpu" else None
     flops = {model: unroll_flops(model, args.device) for model, _ in rows if model != "rp_compiled"}
     flops["rp_compiled"] = flops["rp"]
@@ -145,7 +153,8 @@ def main() -> None:
                       "rp_2x20_eager_seconds_per_unroll": times["rp"],
                       "rp_2x20_compiled_seconds_per_unroll": times.get("rp_compiled"),
                       "rp_si_seconds_per_unroll": times["rp_si"], "dm_seconds_per_unroll": times["dm"],
-                      "naive_seconds_per_unroll": naive, "speedup_vs_naive": naive / rp if naive else None}))
+                      "naive_seconds_per_unroll": naive, "naive_rounds": naive_rounds,
+                      "speedup_vs_naive": naive / rp if naive else None}))
 
 
 if __name__ == "__main__":
