@@ -69,22 +69,22 @@ class _LSTMCell(torch.autograd.Function):
 
 
 class _NativeLSTMCell(torch.autograd.Function):
-    # Saves only what no other node keeps: the activations and the new cell state; x, h and c are
-    # references to tensors that exist anyway, and [x; h] is read again in backward rather than kept.
+    # Saves only what no other node keeps: the activations (with tanh of the new cell state); x, h and c
+    # are references to tensors that exist anyway, and [x; h] is read again in backward rather than kept.
     @staticmethod
     def forward(ctx, x, h, c, w, b):  # contiguous inputs (lstm_cell sees to it)
         h_new, c_new, act = _native_forward(x, h, c, w, b, keep=True)
-        ctx.save_for_backward(x, h, c, act, c_new, w)
+        ctx.save_for_backward(x, h, c, act, w)
         return h_new, c_new
 
     @staticmethod
     def backward(ctx, dh, dc):
-        x, h, c, act, c_new, w = ctx.saved_tensors
+        x, h, c, act, w = ctx.saved_tensors
         size, n = c.shape
         dx, dh_prev, dc_prev = torch.empty_like(x), torch.empty_like(h), torch.empty_like(c)
         dw = torch.empty_like(w) if ctx.needs_input_grad[3] else None
         db = torch.empty(w.shape[0], dtype=w.dtype) if ctx.needs_input_grad[4] else None
-        if native.call("lstm_fused_backward", act.dtype, x, h, c, act, c_new, w,
+        if native.call("lstm_fused_backward", act.dtype, x, h, c, act, w,
                        None if dh is None else dh.contiguous(), None if dc is None else dc.contiguous(),
                        dx, dh_prev, dc_prev, dw, db, x.shape[0], size, n, _threads(n)):
             raise MemoryError("lstm_fused_backward: out of memory for its block buffers")

@@ -275,7 +275,7 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
 }                                                                                                          \
                                                                                                            \
 int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, const T *restrict act,       \
-                                 const T *restrict c_new, const T *w, const T *restrict dh,                \
+                                 const T *w, const T *restrict dh,                                         \
                                  const T *restrict dc, T *restrict dx, T *restrict dh_prev,                \
                                  T *restrict dc_prev, T *restrict dw, T *restrict db, long I, long H, long N, \
                                  long threads) {                                                           \
@@ -301,7 +301,7 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
         if (!dg) continue;                                                                                 \
         const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                            \
         prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                                                            \
-        prefetch_##SUFFIX(c_new, H, N, n0 + BN, 0); prefetch_##SUFFIX(dh, H, N, n0 + BN, 0);               \
+        prefetch_##SUFFIX(dh, H, N, n0 + BN, 0);                                                           \
         prefetch_##SUFFIX(dc, H, N, n0 + BN, 0); prefetch_##SUFFIX(dc_prev, H, N, n0 + BN, 1);             \
         prefetch_##SUFFIX(dx, I, N, n0 + BN, 1); prefetch_##SUFFIX(dh_prev, H, N, n0 + BN, 1);             \
         if (dw) { prefetch_##SUFFIX(x, I, N, n0 + BN, 0); prefetch_##SUFFIX(h, H, N, n0 + BN, 0); }        \
@@ -310,7 +310,7 @@ int lstm_fused_backward_##SUFFIX(const T *x, const T *h, const T *restrict c, co
         for (long j = 0; j < H; ++j) {                                                                     \
             const long o0 = j * N + n0;                                                                    \
             const T *ai = act + (nb * A + j) * BN, *af = ai + H * BN, *ao = ai + 2 * H * BN;               \
-            const T *ag = ai + 3 * H * BN, *at = ai + 4 * H * BN, *cj = c + o0, *cn = c_new + o0;                                 \
+            const T *ag = ai + 3 * H * BN, *at = ai + 4 * H * BN, *cj = c + o0;                            \
             const T *dhj = dh ? dh + o0 : zero, *dcj = dc ? dc + o0 : zero;                                \
             T *di = dg + j * BN, *df = dg + (H + j) * BN, *dO = dg + (2 * H + j) * BN;                     \
             T *dgg = dg + (3 * H + j) * BN, *dcp = dc_prev + o0;                                           \
@@ -372,5 +372,10 @@ DEFINE_FUSED(float, f32)
 DEFINE_FUSED(double, f64)
 
 /* The length in elements of the activations that lstm_fused_forward keeps for N coordinates. */
-long lstm_act_length_f32(long H, long N) { const long bn = NV * (long)(VBYTES / sizeof(float)); return ACT_ROWS(H) * ((N + bn - 1) / bn) * bn; }
-long lstm_act_length_f64(long H, long N) { const long bn = NV * (long)(VBYTES / sizeof(double)); return ACT_ROWS(H) * ((N + bn - 1) / bn) * bn; }
+#define DEFINE_ACT_LENGTH(T, SUFFIX)                                                                       \
+long lstm_act_length_##SUFFIX(long H, long N) {                                                            \
+    const long bn = NV * (long)(VBYTES / sizeof(T));                                                       \
+    return ACT_ROWS(H) * ((N + bn - 1) / bn) * bn;                                                         \
+}
+DEFINE_ACT_LENGTH(float, f32)
+DEFINE_ACT_LENGTH(double, f64)
