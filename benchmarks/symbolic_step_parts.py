@@ -18,6 +18,7 @@ import time
 import torch
 import torchvision
 
+from l2o import machine
 from l2o.optim import SymbolicOptimizer
 
 RULE = "-0.005*tanh(mt_0/0.3) - 0.004*tanh(mt_1/0.3) - 0.002*tanh(gt_0/0.7)"
@@ -73,6 +74,7 @@ def main() -> None:
     rows["  parameter add (foreach)"] = event_ms(lambda: torch._foreach_add_(params, flat.g_views, alpha=0.0),
                                                  args.reps)
     n = sum(p.numel() for p in params)
+    print(machine.summary())  # the host CPU
     print(f"ResNet-50 parameters: {n / 1e6:.1f} M in {len(params)} tensors on {torch.cuda.get_device_name()}, "
           f"torch {torch.__version__}")
     for name, ms in rows.items():
