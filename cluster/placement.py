@@ -84,8 +84,8 @@ class RayPlacement(Placement):
         remote = self._remote(device)
         return ray.get([remote.remote(rollout_job, j, device, dtype) for j in jobs])
 
-    def meta_tune(self, source: Equation, task: TaskSpec, config: MetaTrainConfig, baseline: Equation | None,
-                  device: str, dtype: str) -> dict[str, Any]:
+    def meta_tune(self, source: Equation, task: TaskSpec, config: MetaTrainConfig, device: str, dtype: str
+                  ) -> dict[str, Any]:
         import ray
 
-        return ray.get(self._remote(device).remote(tune_rule, source, task, config, baseline, device, dtype))
+        return ray.get(self._remote(device).remote(tune_rule, source, task, config, device, dtype))

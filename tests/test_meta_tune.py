@@ -113,3 +113,44 @@ def test_train_large_synthetic_smoke(tmp_path):
     assert all(r["synthetic_data"] and "SYNTHETIC" in r["data"] for r in doc["runs"])
     assert all(0.0 <= r["history"][0]["test_accuracy"] <= 1.0 for r in doc["runs"])
     assert (out / "accuracy.png").stat().st_size > 1000
+
+
+def test_the_tuned_rule_replaces_the_selected_one_only_on_fresh_optimizees(tmp_path):
+    """Meta-tuning keeps the constants that did best on its own evaluation optimizees, so its figures
+    flatter the tuned rule; the stage judges the two rules on fresh meta_valid optimizees instead. The
+    tunings below report whatever loss the test wants (the fault: figures that say the opposite)."""
+    from l2o.config import from_dict
+    from l2o.expr import Equation
+    from l2o.pipeline import PipelineConfig, Placement
+    from l2o.pipeline.run import Run, read_json, write_json
+    from l2o.pipeline.stages import COMPARE_SEED0, stage_meta_tune
+
+    class Flattering(Placement):
+        def __init__(self, tuned: str, claimed: float):
+            super().__init__()
+            self.tuned, self.claimed = tuned, claimed
+
+        def meta_tune(self, source, task, config, device, dtype):
+            return {"tuned": Equation(parse_equation(self.tuned)).to_dict(), "eval_loss_before": 1.0,
+                    "eval_loss_after": self.claimed, "epochs": 0, "history": []}
+
+    cfg = from_dict(PipelineConfig, {"task": {"name": "mnist_mlp", "options": {"batch_size": 32}},
+                                     "meta_tune": {"epoch_len": 40, "compare_seeds": 2}})
+    good, poor = "-0.01*tanh(mt_0/0.1)", "-1e-6*gt_0"
+    for selected, tuned, claimed, replaced in ((good, poor, 1e-9, False), (poor, good, 1e9, True)):
+        run = Run(tmp_path / str(replaced))
+        write_json(run.stage("select") / "equations.json", {"update_rule": Equation(parse_equation(selected)).to_dict()})
+        out = stage_meta_tune(cfg, run, Flattering(tuned, claimed))
+        assert out["replaced"] is replaced
+        assert out["compare"]["seeds"] == [COMPARE_SEED0, COMPARE_SEED0 + 1] and out["compare"]["steps"] == 40
+        losses = out["compare"]["final_loss"]
+        assert (losses["tuned"] < losses["selected"]) is replaced
+        kept = read_json(run.stage("meta_tune") / "equation.json")["update_rule"]["equation"]
+        assert parse_equation(kept) == parse_equation(tuned if replaced else selected)
+
+
+def test_meta_tune_config_rejects_no_comparison_seeds():
+    from l2o.pipeline.config import MetaTuneConfig
+
+    with pytest.raises(ValueError, match="compare_seeds"):
+        MetaTuneConfig(compare_seeds=0)

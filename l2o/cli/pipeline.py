@@ -51,7 +51,8 @@ def print_report(report: dict) -> None:
               f"{_f(s['r2_new_rollouts'])} on new rollouts): {s['update_rule']}")
     if "meta_tune" in stages:
         t = stages["meta_tune"]
-        print(f"meta-tuned rule{'' if t.get('replaced') else ' (not better on meta_valid: the distilled rule is kept)'}"
+        kept = " (not better on fresh meta_valid optimizees: the distilled rule is kept)"
+        print(f"meta-tuned rule{'' if t.get('replaced') else kept}"
               f": {t['update_rule']}")
     print(f"run folder: {report['run']}")
     summary = {"run": report["run"], "seconds": report["seconds"], "this_call": report["this_call"]}

@@ -18,7 +18,7 @@ import torch
 from l2o.config import to_dict
 from l2o.expr import Equation, parse_equation
 from l2o.features import RulePlan
-from l2o.optim.symbolic import SymbolicRule, as_expr
+from l2o.optim.symbolic import SymbolicRule
 
 
 def load_equation(spec: str | os.PathLike) -> Equation:
@@ -58,14 +58,6 @@ def with_decay(equation: Equation, k0: float) -> Equation:
         raise ValueError(f"the decay rate must be in (0, 1000), got {k0}")
     expr = equation.expr * sp.exp(-sp.Float(k0) * sp.Symbol("step_0", real=True))
     return Equation(expr, meta={**equation.meta, "decay_init": k0, "undecayed": equation.text})
-
-
-def evaluate_rule(equation: str | sp.Expr | Equation, task, config, beta: float = 0.95, eps: float = 1e-8) -> float:
-    """The loss ``MetaTrainer.evaluate`` gives the rule under ``config`` (its eval split, seeds, last horizon)."""
-    from l2o.meta import MetaTrainer
-
-    rule = SymbolicRule(as_expr(equation), beta=beta, eps=eps, tunable=False).to(device=task.device, dtype=task.dtype)
-    return MetaTrainer(rule, task, config).evaluate(config.horizons[-1])
 
 
 def meta_tune(source: Equation, task, config, beta: float = 0.95, eps: float = 1e-8, callback=None,

@@ -55,11 +55,14 @@ class MetaTuneConfig(MetaTrainConfig):
     epoch_len: int = option(200, "optimizee steps per epoch")
     meta_lr: float = option(3e-3, "Adam learning rate of the rule's constants (relative changes)")
     eval_every: int = option(3, "epochs between evaluations on eval_split (the best constants are kept)")
-    eval_split: str = option("meta_valid", "split of those evaluations; the tuned rule replaces the selected one "
-                                           "only when it is better there")
+    eval_split: str = option("meta_valid", "split of those evaluations (the constants kept are the best there)")
+    compare_seeds: int = option(4, "fresh meta_valid optimizees (seeds 2000, 2001, …) on which the tuned rule "
+                                   "must beat the selected one, at the last horizon, to replace it")
 
     def __post_init__(self):
         super().__post_init__()
+        if self.compare_seeds < 1:
+            raise ValueError("meta_tune.compare_seeds must be >= 1")
         if self.decay is not None and not 0 < self.decay < 1e3:
             raise ValueError(f"meta_tune.decay must be in (0, 1000), got {self.decay}")
 

@@ -9,7 +9,6 @@ runs never changes what it computes.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -98,18 +97,14 @@ def rollout_job(job: RolloutJob, device: str = "cpu", dtype: str = "float32") ->
                    label=job.label, progress=False)
 
 
-def tune_rule(source: Equation, task: TaskSpec, config: MetaTrainConfig, baseline: Equation | None = None,
-              device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
-    """Stage 3 on one rule: the tuned equation, its evaluation before and after, and ``baseline``'s (the
-    rule as selected, without the decay factor) on the same evaluation."""
-    from l2o.optim.tune import evaluate_rule, meta_tune
+def tune_rule(source: Equation, task: TaskSpec, config: MetaTrainConfig, device: str = "cpu",
+              dtype: str = "float32") -> dict[str, Any]:
+    """Stage 3 on one rule: the tuned equation and its evaluation before and after."""
+    from l2o.optim.tune import meta_tune
 
-    built = task.build(device, DTYPES[dtype])
-    tuned, state = meta_tune(source, built, config)
-    selected = evaluate_rule(baseline, built, config) if baseline is not None else math.nan
+    tuned, state = meta_tune(source, task.build(device, DTYPES[dtype]), config)
     return {"tuned": tuned.to_dict(), "eval_loss_before": tuned.meta["eval_loss_before"],
-            "eval_loss_after": tuned.meta["eval_loss_after"], "eval_loss_selected": selected,
-            "epochs": state.epoch, "history": state.history}
+            "eval_loss_after": tuned.meta["eval_loss_after"], "epochs": state.epoch, "history": state.history}
 
 
 def _bar(total: int, initial: int, desc: str, on: bool):
@@ -143,9 +138,9 @@ class Placement:
     def rollouts(self, jobs: Sequence[RolloutJob], device: str, dtype: str) -> list[Curves]:
         return [rollout_job(j, device, dtype) for j in jobs]
 
-    def meta_tune(self, source: Equation, task: TaskSpec, config: MetaTrainConfig, baseline: Equation | None,
-                  device: str, dtype: str) -> dict[str, Any]:
-        return tune_rule(source, task, config, baseline, device, dtype)
+    def meta_tune(self, source: Equation, task: TaskSpec, config: MetaTrainConfig, device: str, dtype: str
+                  ) -> dict[str, Any]:
+        return tune_rule(source, task, config, device, dtype)
 
 
 def meta_config(config: MetaTrainConfig) -> MetaTrainConfig:

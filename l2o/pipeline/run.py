@@ -7,7 +7,8 @@
         search/front.json             the pooled Pareto front of every search
         fit/candidates.json           every candidate with its constants fitted, R² and update rule
         select/equations.json         the chosen rule (``update_rule``), the candidates' rollout losses, plots
-        meta_tune/equation.json       the chosen rule meta-tuned, optimizer.py; ``final`` = the better of the two
+        meta_tune/equation.json       the chosen rule meta-tuned (``tuned``), the better of the two on fresh
+                                      meta_valid optimizees (``update_rule``, ``compare``); optimizer.py
         evaluate/                     results.json, curves.csv, curves.png, table.txt
         report.json                   what each stage did, the equations, the evaluation
 
