@@ -101,3 +101,23 @@ def test_results_round_trip_and_plot(tmp_path):
     png = plot_curves(curves, tmp_path / "p.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "diverged" in format_table(curves)
+
+
+def test_geometric_final_loss_weighs_every_seed_and_refuses_divergence():
+    """Near convergence one seed's final loss may be 1e-9 and another's 1e-5: the mean follows the worst
+    seed, the geometric mean each seed's orders of magnitude."""
+    import math
+
+    import numpy as np
+
+    from l2o.eval.rollout import Curves
+
+    def curves(finals):
+        return Curves("c", {}, list(range(len(finals))), np.repeat(np.array(finals, float)[:, None], 20, 1))
+
+    mostly_better, steady = curves([1e-9, 1e-9, 1e-9, 1e-5]), curves([1e-6] * 4)
+    assert mostly_better.final() > steady.final()  # the arithmetic mean prefers the steady rule ...
+    assert mostly_better.final_geometric() < steady.final_geometric()  # ... the geometric one does not
+    assert math.isclose(mostly_better.final_geometric(), 1e-8, rel_tol=1e-9)
+    assert curves([0.0, 1e-6]).final_geometric() >= 0.0
+    assert curves([1e-3, float("nan")]).final_geometric() == math.inf

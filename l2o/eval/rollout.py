@@ -54,6 +54,15 @@ class Curves:
         per_seed = self.final_per_seed()
         return float(per_seed.mean()) if np.isfinite(per_seed).all() else math.inf
 
+    def final_geometric(self) -> float:
+        """Geometric mean over seeds of the final loss; inf if any seed diverged. Near convergence one
+        seed may end at 1e-9 and the next at 1e-5: the mean follows the worst seed alone, this weighs each
+        seed's orders of magnitude alike."""
+        per_seed = self.final_per_seed()
+        if not np.isfinite(per_seed).all():
+            return math.inf
+        return float(np.exp(np.log(np.maximum(per_seed, 1e-30)).mean()))
+
     def summary(self) -> dict[str, Any]:
         per_seed = self.final_per_seed()
         final = self.final()

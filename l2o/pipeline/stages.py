@@ -183,13 +183,13 @@ def stage_meta_tune(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str
 
 def compare_rules(cfg: PipelineConfig, place: Placement, rules: dict[str, Equation], steps: int, seeds: int
                   ) -> dict[str, float]:
-    """Each rule's final loss (mean over ``seeds`` runs of ``steps`` steps; inf where one diverged) on
-    meta_valid optimizees COMPARE_SEED0, COMPARE_SEED0 + 1, …: ones that neither selection nor meta-tuning
-    saw. Meta-tuning keeps the constants that did best on its own evaluation optimizees, so on those the
-    tuned rule looks better than it is; fresh ones judge the two alike."""
+    """Each rule's final loss on meta_valid optimizees COMPARE_SEED0, COMPARE_SEED0 + 1, …, ones that
+    neither selection nor meta-tuning saw: the geometric mean over ``seeds`` runs of ``steps`` steps
+    (``Curves.final_geometric``). Meta-tuning keeps the constants that did best on its own evaluation
+    optimizees, so on those the tuned rule looks better than it is; fresh ones judge the two alike."""
     jobs = [RolloutJob(cfg.task, OptimizerSpec("symbolic", {"equation": rule.text}), name, steps,
                        tuple(range(COMPARE_SEED0, COMPARE_SEED0 + seeds)), "meta_valid") for name, rule in rules.items()]
-    return {name: curves.final() for name, curves in zip(rules, place.rollouts(jobs, cfg.device, cfg.dtype))}
+    return {name: c.final_geometric() for name, c in zip(rules, place.rollouts(jobs, cfg.device, cfg.dtype))}
 
 
 EVAL_LABELS = {"lstm": "LSTM", "distilled": "distilled rule", "tuned": "meta-tuned rule"}
