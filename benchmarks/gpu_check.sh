@@ -24,7 +24,7 @@ $PY -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_na
 part tests 140 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py
 part optimizer_step 110 $PY benchmarks/optimizer_step.py --device cuda --reps 100 --lstm-reps 5
 part step_parts 60 $PY benchmarks/symbolic_step_parts.py
-part meta_train_speed 140 $PY benchmarks/meta_train_speed.py --device cuda --reps 10 --profile 25 --compile --naive "$NAIVE"
+part meta_train_speed 200 $PY benchmarks/meta_train_speed.py --device cuda --reps 10 --profile 25 --compile --naive "$NAIVE"
 RULE=$(mktemp --suffix .json)
 echo '{"equation": "-0.005*tanh(mt_0/0.3) - 0.004*tanh(mt_1/0.3) - 0.002*tanh(gt_0/0.7)"}' > "$RULE"
 part train_large 80 $PY -m l2o train-large --model resnet18 --dataset synthetic --device cuda --amp \
