@@ -168,10 +168,9 @@ def stage_meta_tune(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str
         source = with_decay(selected, mt.decay) if mt.decay is not None else selected
         result = place.meta_tune(source, cfg.task, meta_config(mt), cfg.device, cfg.dtype)
         tuned = Equation.from_dict(result["tuned"])
-        steps, seeds = mt.horizons[-1], mt.compare_seeds
+        steps, seeds = mt.horizons[-1], tuple(range(COMPARE_SEED0, COMPARE_SEED0 + mt.compare_seeds))
         losses = compare_rules(cfg, place, {"tuned": tuned, "selected": selected}, steps, seeds)
-        result["compare"] = {"split": "meta_valid", "seeds": list(range(COMPARE_SEED0, COMPARE_SEED0 + seeds)),
-                             "steps": steps, "final_loss": losses}
+        result["compare"] = {"split": "meta_valid", "seeds": list(seeds), "steps": steps, "final_loss": losses}
         result["replaced"] = bool(losses["tuned"] < losses["selected"])
         final = tuned if result["replaced"] else selected
     doc = {**result, "selected": selected.to_dict(), "update_rule": final.to_dict()}
@@ -181,14 +180,14 @@ def stage_meta_tune(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str
             } | {"update_rule": final.text}
 
 
-def compare_rules(cfg: PipelineConfig, place: Placement, rules: dict[str, Equation], steps: int, seeds: int
-                  ) -> dict[str, float]:
-    """Each rule's final loss on meta_valid optimizees COMPARE_SEED0, COMPARE_SEED0 + 1, …, ones that
-    neither selection nor meta-tuning saw: the geometric mean over ``seeds`` runs of ``steps`` steps
-    (``Curves.final_geometric``). Meta-tuning keeps the constants that did best on its own evaluation
+def compare_rules(cfg: PipelineConfig, place: Placement, rules: dict[str, Equation], steps: int,
+                  seeds: tuple[int, ...]) -> dict[str, float]:
+    """Each rule's final loss on the meta_valid optimizees ``seeds`` (the stage gives COMPARE_SEED0, …:
+    ones that neither selection nor meta-tuning saw), the geometric mean over their runs of ``steps``
+    steps (``Curves.final_geometric``). Meta-tuning keeps the constants that did best on its own evaluation
     optimizees, so on those the tuned rule looks better than it is; fresh ones judge the two alike."""
-    jobs = [RolloutJob(cfg.task, OptimizerSpec("symbolic", {"equation": rule.text}), name, steps,
-                       tuple(range(COMPARE_SEED0, COMPARE_SEED0 + seeds)), "meta_valid") for name, rule in rules.items()]
+    jobs = [RolloutJob(cfg.task, OptimizerSpec("symbolic", {"equation": rule.text}), name, steps, seeds, "meta_valid")
+            for name, rule in rules.items()]
     return {name: c.final_geometric() for name, c in zip(rules, place.rollouts(jobs, cfg.device, cfg.dtype))}
 
 
