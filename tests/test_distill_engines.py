@@ -1,5 +1,6 @@
 """The engine contract, run on every engine that can run here; pysr is skipped where Julia is missing."""
 
+import dataclasses
 import importlib.util
 
 import numpy as np
@@ -133,3 +134,28 @@ def test_selection_keeps_to_its_complexity_bound():
         eligible(candidates, SelectConfig(max_complexity=5))
     with pytest.raises(ValueError, match="max_complexity"):
         SelectConfig(max_complexity=0)
+
+
+def test_the_pipeline_bounds_the_rule_as_meta_tuning_will_leave_it():
+    from l2o.distill import SelectConfig, eligible
+    from l2o.expr import Equation
+    from l2o.optim.tune import with_decay
+    from l2o.pipeline import PipelineConfig
+    from l2o.pipeline.stages import final_size
+
+    rules = ["-0.01*mt_0", "-0.01*tanh(mt_0/0.5) - 0.002*gt_0", "-0.01*tanh(mt_0/0.5 + gt_0/0.3) - 0.002*gt_0"]
+    candidates = [{"update_rule": Equation.from_dict({"equation": t}).to_dict()} for t in rules]
+    sizes = [c["update_rule"]["complexity"] for c in candidates]
+    decayed = [with_decay(Equation.from_dict({"equation": t}), 1.0).complexity for t in rules]
+    assert all(d > s for d, s in zip(decayed, sizes))
+    cap = decayed[1]  # the second fits with its decay factor; the third only without it
+    assert sizes[2] <= cap < decayed[2]
+    cfg = PipelineConfig(select=SelectConfig(max_complexity=cap))
+    assert [c["update_rule"]["complexity"] for c in eligible(candidates, cfg.select, final_size(cfg))] == sizes[:2]
+    for plain in (dataclasses.replace(cfg, meta_tune=dataclasses.replace(cfg.meta_tune, decay=None)),
+                  dataclasses.replace(cfg, meta_tune=dataclasses.replace(cfg.meta_tune, enabled=False)),
+                  dataclasses.replace(cfg, stages=tuple(s for s in cfg.stages if s != "meta_tune"))):
+        assert final_size(plain) is None
+        assert len(eligible(candidates, plain.select, final_size(plain))) == 3
+    with pytest.raises(ValueError, match="simplest has 7 with the decay factor"):
+        eligible(candidates, SelectConfig(max_complexity=5), final_size(cfg))

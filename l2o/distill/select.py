@@ -13,13 +13,14 @@ Two ways, set by ``SelectConfig.by``:
   recorded rows and run away off them.
 
 Either way only update rules of at most ``max_complexity`` nodes (as run, the output scaling included)
-are candidates (``eligible``).
+are candidates (``eligible``); the pipeline counts a rule as meta-tuning will leave it, its decay factor
+included, so that the final rule keeps the bound too.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from l2o.config import option
@@ -37,8 +38,9 @@ class SelectConfig:
     seeds: int = option(3, "rollout: meta_valid optimizees per candidate")
     steps: int | None = option(None, "rollout: steps per rollout; unset: the meta-training horizon")
     max_candidates: int = option(24, "rollout: at most this many candidates, the simplest first")
-    max_complexity: int | None = option(20, "the largest update rule (nodes, as run: output scaling included) "
-                                            "selection may choose; unset: no bound")
+    max_complexity: int | None = option(20, "the largest update rule (nodes, as run: output scaling and "
+                                            "meta-tuning's decay factor included) selection may choose; "
+                                            "unset: no bound")
 
     def __post_init__(self):
         if self.by not in ("rollout", "r2"):
@@ -100,14 +102,19 @@ def choose(front: Sequence[Equation], config: SelectConfig, losses: Sequence[flo
     return next(i for i, e in enumerate(front) if e is chosen)
 
 
-def eligible(candidates: Sequence[dict], config: SelectConfig) -> list[dict]:
+def eligible(candidates: Sequence[dict], config: SelectConfig,
+             final: Callable[[dict], int] | None = None) -> list[dict]:
     """The fitted candidates (simplest first) that ``config`` may choose from: update rules of at most
-    ``max_complexity`` nodes and, by rollout, the first ``max_candidates`` of them."""
+    ``max_complexity`` nodes and, by rollout, the first ``max_candidates`` of them. ``final`` gives the
+    size a candidate's rule will have when it is finally run (meta-tuning multiplies it by a decay
+    factor); by default its own."""
     cap = config.max_complexity
-    pool = [c for c in candidates if cap is None or c["update_rule"]["complexity"] <= cap]
+    size = final or (lambda c: c["update_rule"]["complexity"])
+    pool = [c for c in candidates if cap is None or size(c) <= cap]
     if not pool:
-        simplest = min((c["update_rule"]["complexity"] for c in candidates), default=None)
-        raise ValueError(f"no candidate has an update rule of at most {cap} nodes (the simplest has {simplest}); "
+        simplest = min((size(c) for c in candidates), default=None)
+        raise ValueError(f"no candidate has an update rule of at most {cap} nodes (the simplest has {simplest}"
+                         f"{'' if final is None else ' with the decay factor of meta-tuning'}); "
                          "raise select.max_complexity or unset it")
     return pool[:config.max_candidates] if config.by == "rollout" else pool
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def stage_select(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str, A
     candidates = read_json(run.stage("fit") / "candidates.json")["candidates"]
     sel, t0 = cfg.select, time.perf_counter()
     losses = curves = None
-    pool = eligible(candidates, sel)
+    pool = eligible(candidates, sel, final_size(cfg))
     if sel.by == "rollout":
         steps = sel.steps or run.manifest("meta_train")["horizon"]
         jobs = [RolloutJob(cfg.task, OptimizerSpec("symbolic", {"equation": c["update_rule"]["equation"]}),
@@ -140,6 +141,17 @@ def stage_select(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str, A
             "update_rule": chosen["update_rule"]["equation"],
             "update_rule_complexity": chosen["update_rule"]["complexity"],
             "seconds": round(time.perf_counter() - t0, 1), "plots": plots}
+
+
+def final_size(cfg: PipelineConfig) -> Callable[[dict], int] | None:
+    """How many nodes a candidate's update rule will have after the meta-tune stage (which multiplies it
+    by its decay factor); None where that stage leaves the rule as selected."""
+    from l2o.optim.tune import with_decay
+
+    mt = cfg.meta_tune
+    if "meta_tune" not in cfg.stages or not mt.enabled or mt.decay is None:
+        return None
+    return lambda c: with_decay(Equation.from_dict(c["update_rule"]), mt.decay).complexity
 
 
 def _select_plots(cfg, run, folder: Path, pool, index, curves) -> list[str]:
