@@ -9,6 +9,10 @@ unroll already computed. The trainer therefore back-propagates only through the 
 output gradients, and never through the optimizee a second time. L(θ_T) on the next minibatch is the
 first loss of the next window, so it is computed once.
 
+Task augmentation: ``family`` names more optimizees (other widths, depths, activations, inits); the
+epochs go round the task and its family in turn, and evaluation (which keeps the best weights) stays on
+the task.
+
 Options: random parameter scaling (Lv et al. 2017: the L2O optimises φ with θ = c ⊙ φ,
 c = exp(U(−r, r)) per coordinate), a curriculum over horizons, and imitation of an Adam teacher with
 probability ``imitation_prob`` per window (the window's objective becomes the mean squared distance of
@@ -41,13 +45,16 @@ import torch
 from l2o.config import option
 from l2o.meta.flat import FlatParams, loss_and_grad, loss_and_grad_functional
 from l2o.meta.interface import LearnedOptimizer
-from l2o.tasks import Task
+from l2o.tasks import Task, TaskSpec
 
 log = logging.getLogger(__name__)
 
 
 class BadWindowsError(RuntimeError):
     """Too many unroll windows produced NaN or infinite losses or steps."""
+
+
+MAX_FAMILY = 16
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,9 @@ class MetaTrainConfig:
     compile: bool = option(False, "torch.compile the step and the optimizee's gradient (pays off on GPUs)")
     max_minutes: float | None = option(None, "wall-clock budget, checked after each epoch; unset: the epochs "
                                              "alone bound the run (the same result on a busy machine)")
+    family: tuple[TaskSpec, ...] = option((), "more optimizees, trained on in turn with the task (task "
+                                              "augmentation): epoch e samples member e mod (1 + len(family)), "
+                                              "the task first; evaluation stays on the task", flag=False)
 
     def __post_init__(self):
         if self.unroll < 1 or self.epochs < 1 or self.epoch_len < 1:
@@ -84,6 +94,8 @@ class MetaTrainConfig:
             raise ValueError(f"every curriculum horizon must be >= unroll ({self.unroll})")
         if not 0.0 <= self.imitation_prob <= 1.0:
             raise ValueError(f"imitation_prob must be in [0, 1], got {self.imitation_prob}")
+        if len(self.family) > MAX_FAMILY:
+            raise ValueError(f"family holds at most {MAX_FAMILY} optimizees, got {len(self.family)}")
 
     @property
     def horizons(self) -> tuple[int, ...]:
@@ -135,13 +147,16 @@ class MetaTrainer:
         self.state = TrainState()
         self.best_weights = copy.deepcopy(l2o.state_dict())
         self.layout = FlatParams(task.init(0))
+        others = [spec.build(task.device, task.dtype) for spec in config.family]
+        self.members = [(task, self.layout)] + [(t, FlatParams(t.init(0))) for t in others]
         self._step, self._grad = l2o.step, loss_and_grad
         if config.compile:
             self._step, self._grad = torch.compile(l2o.step), torch.compile(loss_and_grad_functional)
 
     # -- one epoch --------------------------------------------------------------------------------
     def train_epoch(self, epoch: int, horizon: int) -> dict[str, float]:
-        cfg, task, layout = self.config, self.task, self.layout
+        cfg = self.config
+        task, layout = self.members[epoch % len(self.members)]
         seed = _seed(cfg.seed, epoch)
         gen = torch.Generator().manual_seed(seed)
         theta = layout.flatten(task.init(seed)).to(task.device, task.dtype)
@@ -154,7 +169,7 @@ class MetaTrainer:
         batches = task.batches("meta_train", seed)
         state = self.l2o.init_state(phi)
         teacher = (torch.zeros_like(phi), torch.zeros_like(phi), 0)
-        loss, grad = self._loss_grad(phi, scale, next(batches))
+        loss, grad = self._loss_grad(task, layout, phi, scale, next(batches))
         window_losses, imitation_losses, skipped = [], [], 0
         for window in range(horizon // cfg.unroll):
             imitate = cfg.imitation_prob > 0 and torch.rand((), generator=gen).item() < cfg.imitation_prob
@@ -165,7 +180,7 @@ class MetaTrainer:
                     targets.append(target)
                 update, state = self._step(grad, state)
                 phi = phi + update.detach()
-                loss, grad = self._loss_grad(phi, scale, next(batches))
+                loss, grad = self._loss_grad(task, layout, phi, scale, next(batches))
                 steps.append(update)
                 grads.append(grad)
                 losses.append(loss)
@@ -202,9 +217,9 @@ class MetaTrainer:
                 "imitation_loss": float(np.mean(imitation_losses)) if imitation_losses else None,
                 "final_loss": float(loss), "bad_windows": skipped}
 
-    def _loss_grad(self, phi, scale, batch):
+    def _loss_grad(self, task, layout, phi, scale, batch):
         theta = phi * scale if scale is not None else phi
-        loss, grad = self._grad(self.task, self.layout, theta, batch)
+        loss, grad = self._grad(task, layout, theta, batch)
         return loss, (grad * scale if scale is not None else grad)
 
     def _teacher_step(self, g, teacher, b1=0.9, b2=0.999, eps=1e-8):
