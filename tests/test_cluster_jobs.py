@@ -71,7 +71,11 @@ def test_meta_train_smoke_job_succeeds_and_leaves_a_checkpoint(ray_head, tmp_pat
         with urllib.request.urlopen(f"{ray_head['dashboard']}/api/version", timeout=10) as r:
             versions.append(json.loads(r.read()))
 
-    job = submit(ray_head, "python", "jobs/meta_train.py", "--smoke", "--storage", str(tmp_path), "--name", "smoke")
+    member = {"name": "mnist_mlp", "options": {"hidden": [10], "batch_size": 32}}  # epoch 1 trains on it
+    config = tmp_path / "family.json"
+    config.write_text(json.dumps({"meta": {"family": [member]}}))
+    job = submit(ray_head, "python", "jobs/meta_train.py", "--smoke", "--config", str(config), "--storage", str(tmp_path),
+                 "--name", "smoke")
     logs = wait(ray_head, job, during=dashboard_answers)
     assert versions and "ray_version" in versions[0]
     summary = last_json(logs)
@@ -81,6 +85,7 @@ def test_meta_train_smoke_job_succeeds_and_leaves_a_checkpoint(ray_head, tmp_pat
 
     doc = load_checkpoint(checkpoint)
     assert doc["train_state"]["epoch"] == 3 and doc["meta_config"]["seed"] == 0
+    assert doc["meta_config"]["family"] == [member]
     l2o_from_checkpoint(checkpoint)  # a checkpoint l2o eval / LSTMOptimizer can use
 
 
