@@ -26,7 +26,7 @@ from l2o.eval.report import format_table, plot_curves, save_csv, save_json
 from l2o.expr import Equation
 from l2o.features import feature_columns
 from l2o.meta.checkpoint import load_checkpoint, meta_config_of
-from l2o.pipeline.config import PipelineConfig
+from l2o.pipeline.config import MetaTuneConfig, PipelineConfig
 from l2o.pipeline.distill import as_equations, fit_front, search_front
 from l2o.pipeline.placement import Placement, RolloutJob, meta_config
 from l2o.pipeline.run import Run, read_json, write_json
@@ -144,14 +144,19 @@ def stage_select(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str, A
 
 
 def final_size(cfg: PipelineConfig) -> Callable[[dict], int] | None:
-    """How many nodes a candidate's update rule will have after the meta-tune stage (which multiplies it
-    by its decay factor); None where that stage leaves the rule as selected."""
-    from l2o.optim.tune import with_decay
-
+    """How many nodes a candidate's update rule will have after the meta-tune stage (``tuning_source``);
+    None where that stage leaves the rule as selected."""
     mt = cfg.meta_tune
     if "meta_tune" not in cfg.stages or not mt.enabled or mt.decay is None:
         return None
-    return lambda c: with_decay(Equation.from_dict(c["update_rule"]), mt.decay).complexity
+    return lambda c: tuning_source(mt, Equation.from_dict(c["update_rule"])).complexity
+
+
+def tuning_source(mt: MetaTuneConfig, rule: Equation) -> Equation:
+    """The rule meta-tuning starts from: ``rule`` times its decay factor where ``mt.decay`` is set."""
+    from l2o.optim.tune import with_decay
+
+    return with_decay(rule, mt.decay) if mt.decay is not None else rule
 
 
 def _select_plots(cfg, run, folder: Path, pool, index, curves) -> list[str]:
@@ -168,7 +173,6 @@ def _select_plots(cfg, run, folder: Path, pool, index, curves) -> list[str]:
 
 def stage_meta_tune(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str, Any]:
     from l2o.optim.export import export_optimizer
-    from l2o.optim.tune import with_decay
 
     selected = Equation.from_dict(read_json(run.stage("select") / "equations.json")["update_rule"])
     folder = run.stage("meta_tune")
@@ -177,8 +181,7 @@ def stage_meta_tune(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str
     if not mt.enabled or not selected.expr.free_symbols:
         final, result = selected, {"tuned": None, "replaced": False}
     else:
-        source = with_decay(selected, mt.decay) if mt.decay is not None else selected
-        result = place.meta_tune(source, cfg.task, meta_config(mt), cfg.device, cfg.dtype)
+        result = place.meta_tune(tuning_source(mt, selected), cfg.task, meta_config(mt), cfg.device, cfg.dtype)
         tuned = Equation.from_dict(result["tuned"])
         steps, seeds = mt.horizons[-1], tuple(range(COMPARE_SEED0, COMPARE_SEED0 + mt.compare_seeds))
         losses = compare_rules(cfg, place, {"tuned": tuned, "selected": selected}, steps, seeds)
