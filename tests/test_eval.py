@@ -110,7 +110,7 @@ def test_geometric_final_loss_weighs_every_seed_and_refuses_divergence():
 
     import numpy as np
 
-    from l2o.eval.rollout import Curves
+    from l2o.eval.rollout import Curves, final_geometric
 
     def curves(finals):
         return Curves("c", {}, list(range(len(finals))), np.repeat(np.array(finals, float)[:, None], 20, 1))
@@ -121,3 +121,8 @@ def test_geometric_final_loss_weighs_every_seed_and_refuses_divergence():
     assert math.isclose(mostly_better.final_geometric(), 1e-8, rel_tol=1e-9)
     assert curves([0.0, 1e-6]).final_geometric() >= 0.0
     assert curves([1e-3, float("nan")]).final_geometric() == math.inf
+    # over several optimizees' curves: the geometric mean of all their runs, each run weighing alike
+    assert math.isclose(final_geometric([curves([1e-9, 1e-9]), curves([1e-3])]), 1e-7, rel_tol=1e-9)
+    assert final_geometric([curves([1e-9]), curves([1e-3, float("inf")])]) == math.inf
+    with pytest.raises(ValueError, match="at least one"):
+        final_geometric([])

@@ -1,5 +1,6 @@
 """Stage 3: a rule's constants meta-learned by the same MetaTrainer as the LSTMs; the CLIs around it."""
 
+import dataclasses
 import importlib.util
 import json
 
@@ -8,6 +9,7 @@ import sympy as sp
 import torch
 
 from l2o.cli import main
+from l2o.eval.optimizers import OptimizerSpec
 from l2o.expr import parse_equation
 from l2o.meta import MetaTrainConfig, MetaTrainer
 from l2o.optim import SymbolicOptimizer, SymbolicRule
@@ -147,6 +149,35 @@ def test_the_tuned_rule_replaces_the_selected_one_only_on_fresh_optimizees(tmp_p
         assert (losses["tuned"] < losses["selected"]) is replaced
         kept = read_json(run.stage("meta_tune") / "equation.json")["update_rule"]["equation"]
         assert parse_equation(kept) == parse_equation(tuned if replaced else selected)
+
+
+def test_rules_are_judged_on_the_task_and_its_family():
+    """A rule is chosen for the optimizees the LSTM was meta-trained on: the meta_valid seeds are dealt
+    round the task and meta_train.family. Here a short step wins on the task alone (it starts near the
+    optimum) and loses once a member starts 10⁴ times farther away, where the long step wins."""
+    from l2o.config import from_dict
+    from l2o.expr import Equation
+    from l2o.pipeline import PipelineConfig, Placement
+    from l2o.pipeline.stages import compare_rules, meta_valid_jobs
+
+    near = {"name": "quadratic", "options": {"init_std": 0.01}}
+    far = {"name": "quadratic", "options": {"init_std": 100.0}}
+    rules = {"short": Equation(parse_equation("-0.1*tanh(mt_0)")), "long": Equation(parse_equation("-2*tanh(mt_0)"))}
+    alone = from_dict(PipelineConfig, {"task": near})
+    with_family = from_dict(PipelineConfig, {"task": near, "meta_train": {"family": [far]}})
+    losses = compare_rules(alone, Placement(), rules, 100, (0, 1, 2, 3))
+    assert losses["short"] < losses["long"] / 5
+    losses = compare_rules(with_family, Placement(), rules, 100, (0, 1, 2, 3))
+    assert losses["long"] < losses["short"] / 2
+
+    spec = OptimizerSpec("symbolic", {"equation": "-0.1*gt_0"})
+    jobs = meta_valid_jobs(with_family, spec, "r", 100, (10, 11, 12, 13, 14))
+    assert [(j.task, j.seeds, j.split) for j in jobs] == [
+        (with_family.task, (10, 12, 14), "meta_valid"), (with_family.meta_train.family[0], (11, 13), "meta_valid")]
+    assert jobs[0].label == "r" and "init_std=100" in jobs[1].label
+    assert [j.seeds for j in meta_valid_jobs(alone, spec, "r", 100, (10, 11))] == [(10, 11)]
+    three = dataclasses.replace(with_family.meta_train, family=with_family.meta_train.family * 3)
+    assert len(meta_valid_jobs(dataclasses.replace(with_family, meta_train=three), spec, "r", 100, (0, 1))) == 2
 
 
 def test_meta_tune_config_rejects_no_comparison_seeds():

@@ -31,11 +31,13 @@ from l2o.expr import Equation
 class SelectConfig:
     by: str = option("rollout", "rollout (how each candidate optimizes on meta_valid) or r2 (validation rows); "
                                 "without an optimizee to roll out on (an uploaded dataset), r2")
-    tolerance: float = option(0.05, "rollout: the simplest candidate within this fraction of the best final loss")
+    tolerance: float = option(0.05, "rollout: the simplest candidate within this fraction of the best final loss "
+                                    "(the geometric mean over its rollouts)")
     rule: str = option("score", "r2: score (PySR's: log-loss drop per node) or accuracy (simplest reaching "
                                 "r2_threshold)")
     r2_threshold: float = option(0.99, "r2 with rule accuracy: the validation R² asked for")
-    seeds: int = option(3, "rollout: meta_valid optimizees per candidate")
+    seeds: int = option(3, "rollout: meta_valid optimizees per candidate, dealt round the task and "
+                           "meta_train.family in turn")
     steps: int | None = option(None, "rollout: steps per rollout; unset: the meta-training horizon")
     max_candidates: int = option(24, "rollout: at most this many candidates, the simplest first")
     max_complexity: int | None = option(20, "the largest update rule (nodes, as run: output scaling and "

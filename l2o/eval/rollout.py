@@ -58,10 +58,7 @@ class Curves:
         """Geometric mean over seeds of the final loss; inf if any seed diverged. Near convergence one
         seed may end at 1e-9 and the next at 1e-5: the mean follows the worst seed alone, this weighs each
         seed's orders of magnitude alike."""
-        per_seed = self.final_per_seed()
-        if not np.isfinite(per_seed).all():
-            return math.inf
-        return float(np.exp(np.log(np.maximum(per_seed, 1e-30)).mean()))
+        return final_geometric([self])
 
     def summary(self) -> dict[str, Any]:
         per_seed = self.final_per_seed()
@@ -80,6 +77,17 @@ class Curves:
     def from_dict(cls, d: dict[str, Any]) -> "Curves":
         losses = np.array([[np.nan if v is None else v for v in row] for row in d["losses"]], dtype=np.float64)
         return cls(d["label"], d["task"], list(d["seeds"]), losses, d.get("seconds", 0.0), d.get("extra", {}))
+
+
+def final_geometric(curves: Sequence[Curves]) -> float:
+    """Geometric mean of the final losses of every run in ``curves`` (several optimizees, one optimizer);
+    inf if any run diverged."""
+    if not curves:
+        raise ValueError("final_geometric needs at least one optimizee's curves")
+    per_seed = np.concatenate([c.final_per_seed() for c in curves])
+    if not np.isfinite(per_seed).all():
+        return math.inf
+    return float(np.exp(np.log(np.maximum(per_seed, 1e-30)).mean()))
 
 
 def rollout(task: Task, optimizer: OptimizerSpec | OptimizerFactory, steps: int, seeds: Sequence[int],

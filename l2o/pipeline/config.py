@@ -56,9 +56,9 @@ class MetaTuneConfig(MetaTrainConfig):
     meta_lr: float = option(3e-3, "Adam learning rate of the rule's constants (relative changes)")
     eval_every: int = option(3, "epochs between evaluations on eval_split (the best constants are kept)")
     eval_split: str = option("meta_valid", "split of those evaluations (the constants kept are the best there)")
-    compare_seeds: int = option(4, "fresh meta_valid optimizees (seeds 2000, 2001, …) on which the tuned rule "
-                                   "must beat the selected one (geometric mean of the final losses, at the "
-                                   "last horizon) to replace it")
+    compare_seeds: int = option(4, "fresh meta_valid optimizees (seeds 2000, 2001, …, dealt round the task "
+                                   "and meta_train.family) on which the tuned rule must beat the selected one "
+                                   "(geometric mean of the final losses, at the last horizon) to replace it")
 
     def __post_init__(self):
         super().__post_init__()

@@ -23,6 +23,7 @@ from l2o.distill.record import default_features, load_dataset
 from l2o.distill.select import choose, eligible
 from l2o.eval.optimizers import OptimizerSpec
 from l2o.eval.report import format_table, plot_curves, save_csv, save_json
+from l2o.eval.rollout import final_geometric
 from l2o.expr import Equation
 from l2o.features import feature_columns
 from l2o.meta.checkpoint import load_checkpoint, meta_config_of
@@ -121,12 +122,14 @@ def stage_select(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str, A
     pool = eligible(candidates, sel, final_size(cfg))
     if sel.by == "rollout":
         steps = sel.steps or run.manifest("meta_train")["horizon"]
-        jobs = [RolloutJob(cfg.task, OptimizerSpec("symbolic", {"equation": c["update_rule"]["equation"]}),
-                           f"candidate {i} ({c['complexity']} nodes)", steps,
-                           tuple(range(SELECT_SEED0, SELECT_SEED0 + sel.seeds)), "meta_valid")
-                for i, c in enumerate(pool)]
-        curves = place.rollouts(jobs, cfg.device, cfg.dtype)
-        losses = [c.final() for c in curves]
+        seeds = tuple(range(SELECT_SEED0, SELECT_SEED0 + sel.seeds))
+        groups = [meta_valid_jobs(cfg, OptimizerSpec("symbolic", {"equation": c["update_rule"]["equation"]}),
+                                  f"candidate {i} ({c['complexity']} nodes)", steps, seeds)
+                  for i, c in enumerate(pool)]
+        done = iter(place.rollouts([j for g in groups for j in g], cfg.device, cfg.dtype))
+        by_candidate = [[next(done) for _ in g] for g in groups]
+        losses = [final_geometric(runs) for runs in by_candidate]
+        curves = [runs[0] for runs in by_candidate]  # the plot shows the task's own runs
         for c, loss in zip(pool, losses):
             c["rollout_loss"] = loss
     index = choose(as_equations(pool), sel, losses)
@@ -198,12 +201,26 @@ def stage_meta_tune(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str
 def compare_rules(cfg: PipelineConfig, place: Placement, rules: dict[str, Equation], steps: int,
                   seeds: tuple[int, ...]) -> dict[str, float]:
     """Each rule's final loss on the meta_valid optimizees ``seeds`` (the stage gives COMPARE_SEED0, …:
-    ones that neither selection nor meta-tuning saw), the geometric mean over their runs of ``steps``
-    steps (``Curves.final_geometric``). Meta-tuning keeps the constants that did best on its own evaluation
-    optimizees, so on those the tuned rule looks better than it is; fresh ones judge the two alike."""
-    jobs = [RolloutJob(cfg.task, OptimizerSpec("symbolic", {"equation": rule.text}), name, steps, seeds, "meta_valid")
-            for name, rule in rules.items()]
-    return {name: c.final_geometric() for name, c in zip(rules, place.rollouts(jobs, cfg.device, cfg.dtype))}
+    ones that neither selection nor meta-tuning saw) of the task and its family (``meta_valid_jobs``), the
+    geometric mean over their runs of ``steps`` steps (``final_geometric``). Meta-tuning keeps the
+    constants that did best on its own evaluation optimizees, so on those the tuned rule looks better than
+    it is; fresh ones judge the two alike."""
+    groups = {name: meta_valid_jobs(cfg, OptimizerSpec("symbolic", {"equation": rule.text}), name, steps, seeds)
+              for name, rule in rules.items()}
+    done = iter(place.rollouts([j for g in groups.values() for j in g], cfg.device, cfg.dtype))
+    return {name: final_geometric([next(done) for _ in g]) for name, g in groups.items()}
+
+
+def meta_valid_jobs(cfg: PipelineConfig, spec: OptimizerSpec, label: str, steps: int,
+                    seeds: tuple[int, ...]) -> list[RolloutJob]:
+    """The rollouts that judge one optimizer on meta_valid: the i-th of ``seeds`` goes to member i mod m of
+    the task and ``meta_train.family`` (m of them, the task first), the round meta-training goes, so a rule
+    is chosen for the optimizees the LSTM was trained on, not for one of them. One job per member that
+    gets a seed; without a family, one job of every seed on the task."""
+    members = (cfg.task, *cfg.meta_train.family)
+    return [RolloutJob(task, spec, label if k == 0 else f"{label} on {task.label}", steps, seeds[k::len(members)],
+                       "meta_valid")
+            for k, task in enumerate(members) if seeds[k::len(members)]]
 
 
 EVAL_LABELS = {"lstm": "LSTM", "distilled": "distilled rule", "tuned": "meta-tuned rule"}
