@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from l2o import machine
-from l2o.learned import CoordinateLSTM, lstm_config
+from l2o.learned import CoordinateLSTM, lstm_config, native
 from l2o.meta import MetaTrainConfig, MetaTrainer
 from l2o.tasks import make_task
 
@@ -130,6 +130,7 @@ def main() -> None:
     flops = {model: unroll_flops(model, args.device) for model, _ in rows if model != "rp_compiled"}
     flops["rp_compiled"] = flops["rp"]
     print(machine.summary())
+    print("native kernels' flags: " + " ".join(native.cflags()))
     print(f"device={args.device} threads={args.threads}" +
           (f"; float32 1024² products {rate / 1e9:.1f} GFLOP/s" if rate else ""))
 
@@ -147,7 +148,7 @@ def main() -> None:
     times = dict(rows)
     rp = min(times["rp"], times.get("rp_compiled", math.inf))  # the faster of the two forms measured
     print(json.dumps({"device": args.device, "threads": args.threads, "machine": machine.describe(),
-                      "matmul_gflop_s": rate / 1e9 if rate else None,
+                      "native_cflags": native.cflags(), "matmul_gflop_s": rate / 1e9 if rate else None,
                       "flops_per_unroll": {m: f for m, f in flops.items() if m in times},
                       "rp_2x20_seconds_per_unroll": rp,
                       "rp_2x20_eager_seconds_per_unroll": times["rp"],

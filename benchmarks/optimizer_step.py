@@ -27,7 +27,7 @@ import torch
 import torchvision
 
 from l2o import machine
-from l2o.learned import CoordinateLSTM, lstm_config
+from l2o.learned import CoordinateLSTM, lstm_config, native
 from l2o.optim import LSTMOptimizer, SymbolicOptimizer
 
 RULE = "-0.005*tanh(mt_0/0.3) - 0.004*tanh(mt_1/0.3) - 0.002*tanh(gt_0/0.7)"
@@ -107,6 +107,7 @@ def main() -> None:
 
     adam_t, adam_b, _ = rows["adam foreach"]
     print(machine.summary())
+    print("native kernels' flags: " + " ".join(native.cflags()))
     print(f"memory bandwidth (a += b, 256 MiB) {bandwidth / 1e9:.1f} GB/s")
     print(f"ResNet-50 parameters: {sum(p.numel() for p in params) / 1e6:.1f} M in {len(params)} tensors, "
           f"device {args.device}, {args.threads} thread(s); rule: {args.rule}")
@@ -120,7 +121,7 @@ def main() -> None:
     best = min(symbolic, key=lambda k: symbolic[k][0])
     print(json.dumps({
         "device": args.device, "threads": args.threads, "machine": machine.describe(),
-        "memory_bandwidth_gb_s": round(bandwidth / 1e9, 2), "rule": args.rule,
+        "native_cflags": native.cflags(), "memory_bandwidth_gb_s": round(bandwidth / 1e9, 2), "rule": args.rule,
         "best_symbolic_path": best.split()[-1],
         "ms_per_step": {k: round(v[0] * 1e3, 3) for k, v in rows.items()},
         "state_mb": {k: round(v[1] / 2**20, 1) for k, v in rows.items()},

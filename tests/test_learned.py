@@ -1,6 +1,7 @@
 """Learned-optimizer pieces: features by hand in float64, LogAndSign edges, the fused cell's gradients."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -230,6 +231,26 @@ def test_native_float_exp_keeps_its_bound():
     assert tail[2] == tail[4] and 0 < tail[2].item() < 2e-38  # -inf and -100: e^-87
 
 
+
+def test_native_cflags_come_from_the_environment_and_a_bad_flag_falls_back(monkeypatch, tmp_path):
+    """L2O_NATIVE_CFLAGS goes after the kernels' flags and into the cache key; a flag the compiler
+    refuses leaves the caller on its torch path (build returns None) and caches nothing."""
+    import shutil
+
+    from l2o.learned import native
+
+    if not (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler here")
+    monkeypatch.setenv("L2O_CACHE", str(tmp_path))
+    source = "int l2o_answer(void) { return ANSWER; }\n"
+    monkeypatch.setenv("L2O_NATIVE_CFLAGS", "-DANSWER=41")
+    assert native.cflags()[-1] == "-DANSWER=41" and native.cflags()[:-1] == native.FLAGS
+    assert native.build(source, "answer").l2o_answer() == 41
+    monkeypatch.setenv("L2O_NATIVE_CFLAGS", "-DANSWER=42")
+    assert native.build(source, "answer").l2o_answer() == 42  # a new key: built again, not the cached 41
+    monkeypatch.setenv("L2O_NATIVE_CFLAGS", "-DANSWER=43 -fno-such-flag-l2o")
+    assert native.build(source, "answer") is None
+    assert len(list((tmp_path / "native").glob("answer-*.so"))) == 2
 @pytest.mark.parametrize("threads", [1, 2])
 def test_nan_propagates_through_the_native_cell(threads, torch_threads):
     torch_threads(threads)

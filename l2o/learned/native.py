@@ -8,8 +8,10 @@ coordinates in cache between its products and its elementwise work (vectorised: 
 float, glibc's SIMD exp in double).
 The shared library is cached under ``$L2O_CACHE`` (default ``~/.cache/l2o``), keyed by the source,
 the compiler, its flags and the CPU, and written atomically, so parallel processes can build it at
-once. Where no compiler is found, or ``L2O_NATIVE=0``, ``kernels()`` returns None and callers use their
-torch path (the same maths, slower on CPU).
+once. ``$L2O_NATIVE_CFLAGS`` adds compiler flags after ``FLAGS`` (``-mno-avx512f`` builds for a CPU
+without AVX-512, ``-march=x86-64-v3`` for any AVX2 one). Where no compiler is found, or
+``L2O_NATIVE=0``, ``kernels()`` returns None and callers use their torch path (the same maths, slower
+on CPU).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +35,10 @@ from l2o import machine
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native_cell.c")
-FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared"]
+# -fno-trapping-math: the kernels never read the floating-point exception flags, and without it gcc will
+# not if-convert a loop whose selects guard a multiplication or division (tanh's clamps, the NaN check)
+# unless the target has masked vector operations: on CPUs without AVX-512 such loops ran scalar.
+FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-fPIC", "-shared"]
 # Tried first: OpenMP threads. The library then binds to the libgomp torch has already loaded (same
 # soname), so its parallel loops use torch's thread pool and follow torch.set_num_threads.
 OPENMP = ["-fopenmp"]
@@ -46,11 +52,16 @@ def _cpu_id() -> str:
     return " ".join(sorted(machine.flags())) + platform.machine() + machine.cpuinfo().get("model name", "")
 
 
+def cflags() -> list[str]:
+    """The compiler flags of every kernel: ``FLAGS``, then those of ``$L2O_NATIVE_CFLAGS``."""
+    return [*FLAGS, *shlex.split(os.environ.get("L2O_NATIVE_CFLAGS", ""))]
+
+
 def _compile(cc: str, source: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         target = Path(tmp) / out.name
-        base = [cc, *FLAGS, "-o", str(target), str(source)]
+        base = [cc, *cflags(), "-o", str(target), str(source)]
         # libmvec is glibc-only; OpenMP may be missing (then the kernels run on one thread)
         for extra in (OPENMP + ["-lmvec", "-lm"], OPENMP + ["-DL2O_NO_MVEC", "-lm"], ["-lmvec", "-lm"],
                       ["-DL2O_NO_MVEC", "-lm"]):
@@ -74,7 +85,7 @@ def build(source: str, name: str) -> ctypes.CDLL | None:
     if not cc:
         log.info("native kernels: no C compiler found; using the torch path")
         return None
-    key = hashlib.sha256((source + " ".join([cc, *FLAGS, *OPENMP, _cpu_id()])).encode()).hexdigest()[:16]
+    key = hashlib.sha256((source + " ".join([cc, *cflags(), *OPENMP, _cpu_id()])).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("L2O_CACHE") or Path.home() / ".cache" / "l2o").expanduser()
     path = cache / "native" / f"{name}-{key}.so"
     try:
