@@ -121,7 +121,8 @@ def main() -> None:
     best = min(symbolic, key=lambda k: symbolic[k][0])
     print(json.dumps({
         "device": args.device, "threads": args.threads, "machine": machine.describe(),
-        "native_cflags": native.cflags(), "memory_bandwidth_gb_s": round(bandwidth / 1e9, 2), "rule": args.rule,
+        "native_cflags": native.cflags(), "memory_bandwidth_gb_s": round(bandwidth / 1e9, 2),
+        "rule": args.rule,
         "best_symbolic_path": best.split()[-1],
         "ms_per_step": {k: round(v[0] * 1e3, 3) for k, v in rows.items()},
         "state_mb": {k: round(v[1] / 2**20, 1) for k, v in rows.items()},

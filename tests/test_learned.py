@@ -231,7 +231,6 @@ def test_native_float_exp_keeps_its_bound():
     assert tail[2] == tail[4] and 0 < tail[2].item() < 2e-38  # -inf and -100: e^-87
 
 
-
 def test_native_cflags_come_from_the_environment_and_a_bad_flag_falls_back(monkeypatch, tmp_path):
     """L2O_NATIVE_CFLAGS goes after the kernels' flags and into the cache key; a flag the compiler
     refuses leaves the caller on its torch path (build returns None) and caches nothing."""
@@ -251,6 +250,8 @@ def test_native_cflags_come_from_the_environment_and_a_bad_flag_falls_back(monke
     monkeypatch.setenv("L2O_NATIVE_CFLAGS", "-DANSWER=43 -fno-such-flag-l2o")
     assert native.build(source, "answer") is None
     assert len(list((tmp_path / "native").glob("answer-*.so"))) == 2
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_nan_propagates_through_the_native_cell(threads, torch_threads):
     torch_threads(threads)

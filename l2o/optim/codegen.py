@@ -18,8 +18,6 @@ from l2o import machine
 from l2o.expr.torch_ops import torch_code
 from l2o.features.plan import C0, C1, Let, Load, MomentUpdate, Read, Rule, RulePlan, Update, Write
 
-# the most tanh terms that share one division (see _tanh_batches)
-TANH_BATCH = 4
 # In C the bias corrections are divided by once per call: the loop multiplies by their reciprocals.
 _IC = {C1: 1 / sp.Symbol("ic1", real=True), C0: 1 / sp.Symbol("ic0", real=True)}
 
@@ -57,45 +55,6 @@ def _shared_reciprocals(plan: RulePlan) -> dict[sp.Expr, sp.Symbol]:
     return {base: sp.Symbol(f"r_{k}", real=True) for k, base in enumerate(b for b, n in seen.items() if n > 1)}
 
 
-def _tanh_batches(expr: sp.Expr, T: str, code) -> tuple[list[str], sp.Expr]:
-    """Lines that evaluate the rule's tanh terms of one nesting level together, and the rule over them.
-
-    The float tanh is a ratio n/q of two polynomials; a level of k terms divides once, by q₁⋯q_k, and
-    recovers each 1/q_j with three multiplications (Montgomery's trick): on the CPUs measured a vector
-    division takes the time of about ten multiplications. q lies in [1, 550], so a batch of
-    ``TANH_BATCH`` stays far from overflow."""
-    lines: list[str] = []
-    k = 0
-    while True:
-        atoms = sorted((a for a in expr.atoms(sp.tanh) if not a.args[0].has(sp.tanh)), key=sp.default_sort_key)
-        if len(atoms) < 2:
-            return lines, expr
-        values = {}
-        for chunk in (atoms[j:j + TANH_BATCH] for j in range(0, len(atoms), TANH_BATCH)):
-            ids = list(range(k, k + len(chunk)))
-            k += len(chunk)
-            for j, atom in zip(ids, chunk):
-                lines.append(f"{T} y{j} = {code(atom.args[0])}; {T} a{j} = l2o_tanhf_abs(y{j}), s{j} = a{j} * a{j}, "
-                             f"n{j} = a{j} * l2o_tanhf_p(s{j}), q{j} = l2o_tanhf_q(s{j});")
-            if len(chunk) == 1:
-                j = ids[0]
-                lines.append(f"{T} w{j} = l2o_tanhf_sign(y{j}, n{j} / q{j});")
-            else:
-                prefix = [f"q{ids[0]}"]
-                for j in ids[1:-1]:
-                    lines.append(f"{T} b{j} = {prefix[-1]} * q{j};")
-                    prefix.append(f"b{j}")
-                lines.append(f"{T} c{ids[-1]} = 1 / ({prefix[-1]} * q{ids[-1]});")
-                for pos in range(len(ids) - 1, 0, -1):  # c_j = 1/(q_first⋯q_j), 1/q_j = c_j · (q_first⋯q_{j-1})
-                    j, before = ids[pos], ids[pos - 1]
-                    lines.append(f"{T} w{j} = l2o_tanhf_sign(y{j}, n{j} * (c{j} * {prefix[pos - 1]})), "
-                                 f"c{before} = c{j} * q{j};")
-                j = ids[0]
-                lines.append(f"{T} w{j} = l2o_tanhf_sign(y{j}, n{j} * c{j});")
-            values.update({atom: sp.Symbol(f"w{j}", real=True) for j, atom in zip(ids, chunk)})
-        expr = expr.xreplace(values)
-
-
 def block_size(ctype: str, buffers: int) -> int:
     """Coordinates per block of the pipelined loop: the feature buffers of two blocks (the one being
     written and the one the rule reads) take at most a quarter of the L1 data cache the OS reports."""
@@ -107,8 +66,7 @@ def block_size(ctype: str, buffers: int) -> int:
 
 def render_c(plan: RulePlan, expr: sp.Expr, ctype: str, tanh: str | None = None) -> str:
     """``void rule_<f32|f64>(long n, void **ptrs, const double *sc)``; see ``native_rule`` for the ABI.
-    ``tanh``: the C function that computes tanh (default: the C library's); where it is given, the
-    rule's tanh terms are evaluated in batches (``_tanh_batches``) with the ``l2o_tanhf_*`` parts.
+    ``tanh``: the C function that computes tanh (default: the C library's).
 
     The loop is software-pipelined over blocks of ``block_size`` coordinates: one pass computes the
     features of block b (state update, square roots and divisions) into small buffers while it applies
@@ -156,10 +114,9 @@ def render_c(plan: RulePlan, expr: sp.Expr, ctype: str, tanh: str | None = None)
         first = next(k for k, text in enumerate(body) if re.search(rf"\b{name}\b", text))
         body.insert(first, line)
     features = body + [f"BW_{v}[l] = {v};" for v in buffered]
-    batches, rule = _tanh_batches(rule, T, lambda e: code(e, share=False)) if tanh else ([], rule)
     update = [*(f"{T} {v} = BR_{v}[l];" for v in buffered),
               *(f"{T} {v} = {code(lets[v].expr, share=False)};" for v in inputs if v in scalar),
-              *batches, f"{T} k_u = {code(rule, share=False)};", "P[ir] += lr * k_u;"]
+              f"{T} k_u = {code(rule, share=False)};", "P[ir] += lr * k_u;"]
     # Read slots are passed per feature, then its write slot; slots may alias (the write slot is the
     # oldest one read), so they are not restrict.
     ordered = [name for f in plan.history for name in [*slots[f], f"W_{f}"]]

@@ -31,9 +31,10 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 # relative error on [0, 9]. |x| is clamped to 9.5, where x·P/Q passes 1, and the result to 1, so a large
 # or infinite x gives exactly ±1. Both clamps are integer minima of bit patterns (a NaN becomes 9.5
 # there and is put back at the end), so the compiler has no branch to predicate, and the whole thing
-# vectorises inline, several times cheaper than a call of the library's vector tanhf. A rule's tanh
-# terms of one level share one division (``codegen._tanh_batches``). The relative error is at most
-# TANHF_MAX_ERROR, alone or in a batch, tested in float32 against torch's float64 tanh; |tanh| ≤ 1.
+# vectorises inline, several times cheaper than a call of the library's vector tanhf. Each tanh divides
+# on its own: sharing one division among a rule's tanh terms (three multiplications each to recover
+# 1/q) was slower on Zen 4 and no faster on the Intel Xeon measured (benchmarks/RESULTS.md). The relative
+# error is at most TANHF_MAX_ERROR, tested in float32 against torch's float64 tanh; |tanh| ≤ 1.
 TANHF_MAX_ERROR = 5e-7
 _TANHF = """static inline unsigned l2o_bits(float x) { unsigned u; memcpy(&u, &x, 4); return u; }
 static inline float l2o_float(unsigned u) { float x; memcpy(&x, &u, 4); return x; }
