@@ -233,7 +233,8 @@ def test_native_float_exp_keeps_its_bound():
 
 def test_native_cflags_come_from_the_environment_and_a_bad_flag_falls_back(monkeypatch, tmp_path):
     """L2O_NATIVE_CFLAGS goes after the kernels' flags and into the cache key; a flag the compiler
-    refuses leaves the caller on its torch path (build returns None) and caches nothing."""
+    refuses leaves the caller on its torch path (build returns None) and caches nothing; text that is not
+    a list of flags (an open quote) is refused with the variable's name."""
     import shutil
 
     from l2o.learned import native
@@ -250,6 +251,9 @@ def test_native_cflags_come_from_the_environment_and_a_bad_flag_falls_back(monke
     monkeypatch.setenv("L2O_NATIVE_CFLAGS", "-DANSWER=43 -fno-such-flag-l2o")
     assert native.build(source, "answer") is None
     assert len(list((tmp_path / "native").glob("answer-*.so"))) == 2
+    monkeypatch.setenv("L2O_NATIVE_CFLAGS", "-DANSWER='4")
+    with pytest.raises(ValueError, match="L2O_NATIVE_CFLAGS"):
+        native.build(source, "answer")
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -54,7 +54,11 @@ def _cpu_id() -> str:
 
 def cflags() -> list[str]:
     """The compiler flags of every kernel: ``FLAGS``, then those of ``$L2O_NATIVE_CFLAGS``."""
-    return [*FLAGS, *shlex.split(os.environ.get("L2O_NATIVE_CFLAGS", ""))]
+    extra = os.environ.get("L2O_NATIVE_CFLAGS", "")
+    try:
+        return [*FLAGS, *shlex.split(extra)]
+    except ValueError as err:
+        raise ValueError(f"L2O_NATIVE_CFLAGS={extra!r} cannot be split into flags: {err}") from None
 
 
 def _compile(cc: str, source: Path, out: Path) -> None:
