@@ -23,7 +23,7 @@ from l2o.distill.record import default_features, load_dataset
 from l2o.distill.select import choose, eligible
 from l2o.eval.optimizers import OptimizerSpec
 from l2o.eval.report import format_table, plot_curves, save_csv, save_json
-from l2o.eval.rollout import final_geometric
+from l2o.eval.rollout import Curves, final_geometric
 from l2o.expr import Equation
 from l2o.features import feature_columns
 from l2o.meta.checkpoint import load_checkpoint, meta_config_of
@@ -122,12 +122,10 @@ def stage_select(cfg: PipelineConfig, run: Run, place: Placement) -> dict[str, A
     pool = eligible(candidates, sel, final_size(cfg))
     if sel.by == "rollout":
         steps = sel.steps or run.manifest("meta_train")["horizon"]
-        seeds = tuple(range(SELECT_SEED0, SELECT_SEED0 + sel.seeds))
-        groups = [meta_valid_jobs(cfg, OptimizerSpec("symbolic", {"equation": c["update_rule"]["equation"]}),
-                                  f"candidate {i} ({c['complexity']} nodes)", steps, seeds)
-                  for i, c in enumerate(pool)]
-        done = iter(place.rollouts([j for g in groups for j in g], cfg.device, cfg.dtype))
-        by_candidate = [[next(done) for _ in g] for g in groups]
+        specs = {f"candidate {i} ({c['complexity']} nodes)":
+                 OptimizerSpec("symbolic", {"equation": c["update_rule"]["equation"]}) for i, c in enumerate(pool)}
+        by_candidate = list(meta_valid_rollouts(cfg, place, specs, steps,
+                                                tuple(range(SELECT_SEED0, SELECT_SEED0 + sel.seeds))).values())
         losses = [final_geometric(runs) for runs in by_candidate]
         curves = [runs[0] for runs in by_candidate]  # the plot shows the task's own runs
         for c, loss in zip(pool, losses):
@@ -205,10 +203,18 @@ def compare_rules(cfg: PipelineConfig, place: Placement, rules: dict[str, Equati
     geometric mean over their runs of ``steps`` steps (``final_geometric``). Meta-tuning keeps the
     constants that did best on its own evaluation optimizees, so on those the tuned rule looks better than
     it is; fresh ones judge the two alike."""
-    groups = {name: meta_valid_jobs(cfg, OptimizerSpec("symbolic", {"equation": rule.text}), name, steps, seeds)
-              for name, rule in rules.items()}
+    specs = {name: OptimizerSpec("symbolic", {"equation": rule.text}) for name, rule in rules.items()}
+    return {name: final_geometric(runs)
+            for name, runs in meta_valid_rollouts(cfg, place, specs, steps, seeds).items()}
+
+
+def meta_valid_rollouts(cfg: PipelineConfig, place: Placement, specs: dict[str, OptimizerSpec], steps: int,
+                        seeds: tuple[int, ...]) -> dict[str, list[Curves]]:
+    """Every optimizer of ``specs`` (label → spec) on the meta_valid optimizees of ``meta_valid_jobs``, all
+    in one batch of rollouts: per label, its Curves, the task's own first."""
+    groups = {label: meta_valid_jobs(cfg, spec, label, steps, seeds) for label, spec in specs.items()}
     done = iter(place.rollouts([j for g in groups.values() for j in g], cfg.device, cfg.dtype))
-    return {name: final_geometric([next(done) for _ in g]) for name, g in groups.items()}
+    return {label: [next(done) for _ in g] for label, g in groups.items()}
 
 
 def meta_valid_jobs(cfg: PipelineConfig, spec: OptimizerSpec, label: str, steps: int,
