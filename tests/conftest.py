@@ -42,12 +42,21 @@ def _one_torch_thread_per_test_process():
     torch.set_num_threads(before)
 
 
-def free_port() -> int:
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports on 127.0.0.1: every socket stays bound until all are chosen, so the OS cannot
+    hand the same port out twice (ports chosen one at a time can collide)."""
+    import contextlib
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 def ray_env(**extra: str) -> dict[str, str]:
@@ -102,11 +111,11 @@ def start_head() -> tuple[dict, str]:
 
     root = Path(__file__).resolve().parents[1]
     tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    port, dash = free_port(), free_port()
+    flags = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port", "ray-client-server-port")
+    port, dash, *others = free_ports(2 + len(flags))
     # Ray's agents default to fixed ports, which a cluster that has just shut down may still hold: move them.
-    extra = " ".join(f"--{flag}={free_port()}" for flag in (
-        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
-        "ray-client-server-port"))
+    extra = " ".join(f"--{flag}={p}" for flag, p in zip(flags, others))
     env = ray_env(RAY_PORT=str(port), RAY_DASHBOARD_PORT=str(dash), RAY_NUM_CPUS="2", RAY_TMPDIR=tmp,
                   RAY_START_ARGS=extra)
     up = subprocess.run([str(root / "cluster" / "local.sh"), "up"], env=env, capture_output=True, text=True, timeout=180)
