@@ -7,6 +7,7 @@ Benchmarks print ``summary()`` first and put ``describe()`` in their JSON line, 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import platform
@@ -107,3 +108,27 @@ def matmul_flops(n: int = 1024, reps: int = 5) -> float:
     """Float32 FLOP/s of an ``n``×``n`` matrix product on torch's current threads (2·n³ per product)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     return 2 * n**3 / _median_seconds(lambda: a @ b, reps)
+
+
+# glibc's mallopt parameters, and the largest mmap threshold it accepts on 64-bit machines
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX = -1, -3, 32 * 2**20
+
+
+def keep_freed_memory(limit_bytes: int) -> bool:
+    """Asks glibc's malloc to keep up to ``limit_bytes`` of freed memory for reuse instead of returning
+    it to the OS, and to serve blocks of up to 32 MiB from that memory rather than from new mappings.
+
+    A meta-training window allocates the cell's kept activations step by step (about 0.5 GB for an
+    MNIST MLP) and frees them all in its backward; by default glibc hands them back at once, so every
+    window touches fresh pages again (tens of thousands of page faults an unroll). Process-wide and
+    never undone; False where the C library is not glibc."""
+    if limit_bytes <= 0 or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    limit = min(int(limit_bytes), 2**31 - 1)
+    return bool(mallopt(_M_TRIM_THRESHOLD, limit)) and bool(mallopt(_M_MMAP_THRESHOLD, min(limit, _MMAP_THRESHOLD_MAX)))

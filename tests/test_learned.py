@@ -2,12 +2,16 @@
 
 import math
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
 
 from l2o.features import BUILTIN as FEATURES, FeatureExtractor
-from l2o.learned import CoordinateLSTM, log_and_sign, lstm_config
+from l2o import machine
+from l2o.learned import CoordinateLSTM, log_and_sign, lstm_config, native
 from l2o.learned.cell import elu_linear, lstm_cell, reference_lstm_cell
 
 D = torch.float64
@@ -264,3 +268,38 @@ def test_nan_propagates_through_the_native_cell(threads, torch_threads):
     g[3] = float("nan")
     update, _ = l2o.step(g, l2o.init_state(g))
     assert torch.isnan(update[3]) and torch.isfinite(update[torch.arange(10) != 3]).all()
+
+
+def test_keep_freed_memory_stops_the_page_faults_of_the_next_window():
+    """A window's allocations as the native cell makes them (per step 10 MB of activations and two
+    2 MB states, 40 steps, then all freed): glibc's defaults hand the memory back and every round
+    faults its pages in again; with the trainer's setting the next rounds reuse them. In a process of
+    its own: the setting is process-wide."""
+    if __import__("platform").libc_ver()[0] != "glibc":
+        pytest.skip("the setting is glibc's")
+    probe = textwrap.dedent("""
+        import resource, sys, torch
+        from l2o import machine
+        if sys.argv[1] == "keep":
+            assert machine.keep_freed_memory(1024 * 2**20)
+        faults = []
+        for _ in range(3):
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            kept = []
+            for _ in range(40):
+                kept += [torch.ones(2_500_000), torch.ones(500_000), torch.ones(500_000)]
+            while kept:
+                kept.pop()
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+        print(faults[0], max(faults[1:]))
+    """)
+
+    def faults(mode):
+        out = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True)
+        first, later = out.stdout.split()[-2:]
+        return int(first), int(later)
+
+    first, later = faults("keep")
+    assert first > 50_000  # 136,000 pages of 4 KiB touched in the first round
+    assert later < 5_000
+    assert not machine.keep_freed_memory(0)

@@ -5,9 +5,17 @@
  * Every function exists for float (suffix _f32) and double (_f64). tanh is computed as 2*sigmoid(2x)-1.
  * Built at first use by l2o/learned/native.py with the system C compiler; see that module.
  */
+/* The elementwise loops at the width of the product tiles (below): gcc's tuning for Intel's AVX-512 CPUs
+ * prefers 256-bit vectors for loops it vectorises itself, which left the gates' maths at half width. */
+#if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -20,6 +28,37 @@ static int thread_index(void) {
     return omp_get_thread_num();
 #else
     return 0;
+#endif
+}
+
+/* dst[0:n] = src[0:n] with non-temporal stores where the CPU has them and dst is 64-byte aligned: the
+ * kept activations are read again only by the backward, after every other step of the unroll has run,
+ * so an ordinary store would first read each line from memory (and push the next step's inputs out of
+ * the cache) for nothing. The caller issues the fence (stream_fence) before the results are used. */
+#define DEFINE_STREAM(T, SUFFIX, V512, V256, V128)                                                        \
+static void stream_##SUFFIX(T *restrict dst, const T *restrict src, long n) {                              \
+    long k = 0;                                                                                            \
+    if (((size_t)dst & 63) == 0 && ((size_t)src & 63) == 0) {                                              \
+        V512 V256 V128                                                                                     \
+    }                                                                                                      \
+    for (; k < n; ++k) dst[k] = src[k];                                                                    \
+}
+#if defined(__AVX512F__)
+DEFINE_STREAM(float, f32, for (; k + 16 <= n; k += 16) _mm512_stream_ps(dst + k, _mm512_load_ps(src + k));, ,)
+DEFINE_STREAM(double, f64, for (; k + 8 <= n; k += 8) _mm512_stream_pd(dst + k, _mm512_load_pd(src + k));, ,)
+#elif defined(__AVX__)
+DEFINE_STREAM(float, f32, , for (; k + 8 <= n; k += 8) _mm256_stream_ps(dst + k, _mm256_load_ps(src + k));,)
+DEFINE_STREAM(double, f64, , for (; k + 4 <= n; k += 4) _mm256_stream_pd(dst + k, _mm256_load_pd(src + k));,)
+#elif defined(__SSE2__)
+DEFINE_STREAM(float, f32, , , for (; k + 4 <= n; k += 4) _mm_stream_ps(dst + k, _mm_load_ps(src + k));)
+DEFINE_STREAM(double, f64, , , for (; k + 2 <= n; k += 2) _mm_stream_pd(dst + k, _mm_load_pd(src + k));)
+#else
+DEFINE_STREAM(float, f32, , ,)
+DEFINE_STREAM(double, f64, , ,)
+#endif
+static inline void stream_fence(void) {
+#if defined(__SSE2__)
+    _mm_sfence();
 #endif
 }
 
@@ -237,13 +276,13 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
     int failed = 0;                                                                                        \
     _Pragma("omp parallel num_threads(threads > 1 ? (int)threads : 1) reduction(|: failed)")               \
     {                                                                                                      \
-    T *blk = alloc64((size_t)(K + (act ? 0 : A)) * BN * sizeof(T));                                       \
+    T *blk = alloc64((size_t)(K + A) * BN * sizeof(T));                                                   \
     failed |= !blk;                                                                                        \
     _Pragma("omp for schedule(static)")                                                                    \
     for (long nb = 0; nb < blocks; ++nb) {                                                                 \
         if (!blk) continue;                                                                                \
         const long n0 = nb * BN, m = N - n0 < BN ? N - n0 : BN;                                            \
-        T *pre = act ? act + nb * A * BN : blk + K * BN;  /* the activations overwrite them in place */    \
+        T *pre = blk + K * BN;  /* the activations overwrite them in place, then go to act */             \
         prefetch_##SUFFIX(x, I, N, n0 + BN, 0); prefetch_##SUFFIX(h, H, N, n0 + BN, 0);                    \
         prefetch_##SUFFIX(c, H, N, n0 + BN, 0);                                                            \
         gather_##SUFFIX(x, h, I, H, N, n0, m, blk);                                                        \
@@ -268,7 +307,9 @@ int lstm_fused_forward_##SUFFIX(const T *x, const T *h, const T *restrict c, con
             if (m == BN) { _Pragma("omp simd") for (long n = 0; n < BN; ++n) FWD_CELL(T, SUFFIX) }         \
             else { _Pragma("omp simd") for (long n = 0; n < m; ++n) FWD_CELL(T, SUFFIX) }                  \
         }                                                                                                  \
+        if (act) stream_##SUFFIX(act + nb * A * BN, pre, A * BN);                                          \
     }                                                                                                      \
+    stream_fence();                                                                                        \
     free(blk);                                                                                             \
     }                                                                                                      \
     return failed ? -1 : 0;                                                                                \

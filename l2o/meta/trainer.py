@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from l2o import machine
 from l2o.config import option
 from l2o.meta.flat import FlatParams, loss_and_grad, loss_and_grad_functional
 from l2o.meta.interface import LearnedOptimizer
@@ -77,6 +78,9 @@ class MetaTrainConfig:
     compile: bool = option(False, "torch.compile the step and the optimizee's gradient (pays off on GPUs)")
     max_minutes: float | None = option(None, "wall-clock budget, checked after each epoch; unset: the epochs "
                                              "alone bound the run (the same result on a busy machine)")
+    keep_memory_mib: int = option(2048, "freed memory the process keeps for the next window instead of "
+                                         "returning it to the OS (CPU, glibc; see l2o.machine."
+                                         "keep_freed_memory); 0 leaves the allocator alone")
     family: tuple[TaskSpec, ...] = option((), "more optimizees, trained on in turn with the task (task "
                                               "augmentation): epoch e samples member e mod (1 + len(family)), "
                                               "the task first; evaluation stays on the task", flag=False)
@@ -94,6 +98,8 @@ class MetaTrainConfig:
             raise ValueError(f"every curriculum horizon must be >= unroll ({self.unroll})")
         if not 0.0 <= self.imitation_prob <= 1.0:
             raise ValueError(f"imitation_prob must be in [0, 1], got {self.imitation_prob}")
+        if self.keep_memory_mib < 0:
+            raise ValueError(f"keep_memory_mib must be >= 0, got {self.keep_memory_mib}")
         if len(self.family) > MAX_FAMILY:
             raise ValueError(f"family holds at most {MAX_FAMILY} optimizees, got {len(self.family)}")
 
@@ -150,6 +156,8 @@ class MetaTrainer:
         others = [spec.build(task.device, task.dtype) for spec in config.family]
         self.members = [(task, self.layout)] + [(t, FlatParams(t.init(0))) for t in others]
         self._step, self._grad = l2o.step, loss_and_grad
+        if task.device.type == "cpu":
+            machine.keep_freed_memory(config.keep_memory_mib * 2**20)
         if config.compile:
             self._step, self._grad = torch.compile(l2o.step), torch.compile(loss_and_grad_functional)
 
