@@ -35,26 +35,27 @@ static int thread_index(void) {
  * kept activations are read again only by the backward, after every other step of the unroll has run,
  * so an ordinary store would first read each line from memory (and push the next step's inputs out of
  * the cache) for nothing. The caller issues the fence (stream_fence) before the results are used. */
-#define DEFINE_STREAM(T, SUFFIX, V512, V256, V128)                                                        \
+#define DEFINE_STREAM(T, SUFFIX, W, STORE, LOAD)                                                           \
 static void stream_##SUFFIX(T *restrict dst, const T *restrict src, long n) {                              \
     long k = 0;                                                                                            \
-    if (((size_t)dst & 63) == 0 && ((size_t)src & 63) == 0) {                                              \
-        V512 V256 V128                                                                                     \
-    }                                                                                                      \
+    if (W > 0 && ((size_t)dst & 63) == 0 && ((size_t)src & 63) == 0)                                       \
+        for (; k + W <= n; k += W) STORE(dst + k, LOAD(src + k));                                          \
     for (; k < n; ++k) dst[k] = src[k];                                                                    \
 }
 #if defined(__AVX512F__)
-DEFINE_STREAM(float, f32, for (; k + 16 <= n; k += 16) _mm512_stream_ps(dst + k, _mm512_load_ps(src + k));, ,)
-DEFINE_STREAM(double, f64, for (; k + 8 <= n; k += 8) _mm512_stream_pd(dst + k, _mm512_load_pd(src + k));, ,)
+DEFINE_STREAM(float, f32, 16, _mm512_stream_ps, _mm512_load_ps)
+DEFINE_STREAM(double, f64, 8, _mm512_stream_pd, _mm512_load_pd)
 #elif defined(__AVX__)
-DEFINE_STREAM(float, f32, , for (; k + 8 <= n; k += 8) _mm256_stream_ps(dst + k, _mm256_load_ps(src + k));,)
-DEFINE_STREAM(double, f64, , for (; k + 4 <= n; k += 4) _mm256_stream_pd(dst + k, _mm256_load_pd(src + k));,)
+DEFINE_STREAM(float, f32, 8, _mm256_stream_ps, _mm256_load_ps)
+DEFINE_STREAM(double, f64, 4, _mm256_stream_pd, _mm256_load_pd)
 #elif defined(__SSE2__)
-DEFINE_STREAM(float, f32, , , for (; k + 4 <= n; k += 4) _mm_stream_ps(dst + k, _mm_load_ps(src + k));)
-DEFINE_STREAM(double, f64, , , for (; k + 2 <= n; k += 2) _mm_stream_pd(dst + k, _mm_load_pd(src + k));)
+DEFINE_STREAM(float, f32, 4, _mm_stream_ps, _mm_load_ps)
+DEFINE_STREAM(double, f64, 2, _mm_stream_pd, _mm_load_pd)
 #else
-DEFINE_STREAM(float, f32, , ,)
-DEFINE_STREAM(double, f64, , ,)
+#define L2O_COPY(d, v) (*(d) = (v))
+#define L2O_READ(s) (*(s))
+DEFINE_STREAM(float, f32, 0, L2O_COPY, L2O_READ)
+DEFINE_STREAM(double, f64, 0, L2O_COPY, L2O_READ)
 #endif
 static inline void stream_fence(void) {
 #if defined(__SSE2__)
